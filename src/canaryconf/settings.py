@@ -1,0 +1,246 @@
+"""Typed settings from a pod's labels, annotations, downward files, ConfigMaps and Secrets.
+
+Precedence, highest first: init kwargs, annotations, labels, single-value downward files,
+ConfigMap files, Secret files, environment variables, dotenv, pydantic's ``secrets_dir``,
+defaults. Dynamic, pod-specific sources override static ones: an environment variable is
+fixed when the pod starts, so it is the baseline that canary metadata overrides.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pydantic import PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from canaryconf._errors import FieldProblem, SettingsValidationError
+from canaryconf._fields import field_mapping, is_secret_field
+from canaryconf.sources.base import (
+    BuildContext,
+    Origin,
+    TrackedSource,
+    current_context,
+    enter_context,
+    exit_context,
+    volume_dirs,
+)
+from canaryconf.sources.providers import (
+    AnnotationsSource,
+    ConfigMapSource,
+    LabelsSource,
+    PodFieldsSource,
+    SecretsSource,
+)
+from canaryconf.volume import VolumeSnapshot
+
+__all__ = [
+    "REDACTED",
+    "CanaryConfigDict",
+    "CanarySettings",
+    "build_settings",
+    "redacted_dump",
+    "restart_fields",
+    "secret_fields",
+]
+
+REDACTED = "**********"
+
+
+class CanaryConfigDict(SettingsConfigDict, total=False):
+    """``model_config`` of a :class:`CanarySettings`: pydantic-settings' keys plus these.
+
+    - ``downward_api_dir``: the downwardAPI volume (default ``/etc/podinfo``; None for none)
+    - ``labels_file`` / ``annotations_file``: its map files (default ``labels``,
+      ``annotations``)
+    - ``annotation_prefix``: prepended to annotation keys without ``/`` (default "")
+    - ``label_prefix``: when set, plain fields are also looked up as labels
+    - ``role_label``: the label holding the rollout role (default ``role``)
+    - ``configmap_dirs`` / ``secrets_dirs``: key-per-file volumes, first listed wins
+    - ``require_volumes``: a missing volume directory is an error (default False: it
+      contributes nothing, as on a laptop)
+    - ``max_file_bytes`` / ``max_volume_bytes``: size caps (default 1 MiB / 4 MiB)
+    """
+
+    downward_api_dir: str | os.PathLike[str] | None
+    labels_file: str
+    annotations_file: str
+    annotation_prefix: str
+    label_prefix: str | None
+    role_label: str
+    configmap_dirs: Sequence[str | os.PathLike[str]]
+    secrets_dirs: Sequence[str | os.PathLike[str]]
+    require_volumes: bool
+    max_file_bytes: int
+    max_volume_bytes: int
+
+
+class CanarySettings(BaseSettings):
+    """Base class of settings read from Kubernetes volumes; instances are frozen snapshots.
+
+    >>> import tempfile
+    >>> from canaryconf import CanaryConfigDict, annotation, label
+    >>> from canaryconf.testing import KubeletWriter, pod_files
+    >>> vol = tempfile.mkdtemp()
+    >>> _ = KubeletWriter(vol).write(pod_files(
+    ...     labels={"role": "canary"},
+    ...     annotations={"canary.example.com/db-url": "postgres://canary-db/app"}))
+    >>> class Settings(CanarySettings):
+    ...     model_config = CanaryConfigDict(
+    ...         downward_api_dir=vol, annotation_prefix="canary.example.com/")
+    ...     db_url: str = annotation("db-url", default="postgres://stable-db/app")
+    ...     role: str = label("role", default="stable")
+    >>> s = Settings()
+    >>> s.db_url, s.role
+    ('postgres://canary-db/app', 'canary')
+
+    A field that fails validation raises :class:`~canaryconf.SettingsValidationError`
+    naming the file, line and key its value came from, never the value.
+    """
+
+    model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(  # type: ignore[misc]
+        frozen=True, extra="ignore"
+    )
+
+    _canaryconf_origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
+    _canaryconf_volumes: dict[str, VolumeSnapshot | None] = PrivateAttr(default_factory=dict)
+
+    def __init__(__canaryconf_self__, **values: Any) -> None:
+        cls = type(__canaryconf_self__)
+        ctx = current_context(cls)
+        token = enter_context(ctx)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _settings_error(cls, exc, ctx) from None
+        finally:
+            exit_context(token)
+        if ctx.problems:
+            raise SettingsValidationError(cls.__name__, ctx.problems)
+        __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
+        __canaryconf_self__._canaryconf_volumes = dict(ctx.volumes)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """canaryconf's order (see the module docstring). To change it, override this and
+        place :meth:`volume_sources` where you want them."""
+        ctx = current_context(settings_cls)
+        return (
+            TrackedSource(init_settings, "init", ctx),
+            *cls.volume_sources(settings_cls),
+            TrackedSource(env_settings, "environment", ctx),
+            TrackedSource(dotenv_settings, "dotenv", ctx),
+            TrackedSource(file_secret_settings, "secrets_dir", ctx),
+        )
+
+    @classmethod
+    def volume_sources(cls, settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The five volume sources, highest priority first: annotations, labels, pod fields,
+        ConfigMaps, Secrets."""
+        ctx = current_context(settings_cls)
+        return (
+            AnnotationsSource(settings_cls, ctx),
+            LabelsSource(settings_cls, ctx),
+            PodFieldsSource(settings_cls, ctx),
+            ConfigMapSource(settings_cls, ctx),
+            SecretsSource(settings_cls, ctx),
+        )
+
+    @classmethod
+    def volume_dirs(cls) -> list[str]:
+        """Every volume directory this class reads."""
+        return volume_dirs(cls)
+
+    @property
+    def origins(self) -> Mapping[str, Origin]:
+        """Where each field that was not a default came from."""
+        return dict(self._canaryconf_origins)
+
+    def __repr_args__(self) -> Any:
+        secrets = secret_fields(self)
+        for name, value in super().__repr_args__():
+            yield name, (REDACTED if name in secrets and value is not None else value)
+
+
+def build_settings(
+    settings_cls: type[CanarySettings],
+    volumes: Mapping[str, VolumeSnapshot | None],
+    **init_kwargs: Any,
+) -> CanarySettings:
+    """Build a snapshot from volumes already read (so it matches their digests)."""
+    token = enter_context(BuildContext(settings_cls, volumes))
+    try:
+        return settings_cls(**init_kwargs)
+    finally:
+        exit_context(token)
+
+
+def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[str]:
+    """Fields whose values are never shown: ``SecretStr``/``SecretBytes`` fields, fields
+    marked secret, and (for an instance) fields whose value came from a Secret volume."""
+    cls = settings if isinstance(settings, type) else type(settings)
+    names = {name for name, field in cls.model_fields.items() if is_secret_field(field)}
+    if not isinstance(settings, type):
+        names.update(name for name, o in settings._canaryconf_origins.items() if o.secret)
+    return frozenset(names)
+
+
+def restart_fields(settings_cls: type[CanarySettings]) -> frozenset[str]:
+    """Fields marked ``restart_required``: their changes do not apply live."""
+    return frozenset(
+        name for name, field in settings_cls.model_fields.items() if field_mapping(field).restart
+    )
+
+
+def redacted_dump(settings: CanarySettings) -> dict[str, Any]:
+    """``model_dump(mode="json")`` with every secret field replaced by ``**********``."""
+    secrets = secret_fields(settings)
+    dumped = settings.model_dump(mode="json")
+    for name in secrets:
+        if name in dumped and dumped[name] is not None:
+            dumped[name] = REDACTED
+    return dumped
+
+
+def _is_builtin_message(error_type: str) -> bool:
+    # Custom validators can put the input into their message; pydantic's own never do.
+    return error_type not in ("value_error", "assertion_error") and not error_type.startswith(
+        "custom"
+    )
+
+
+def _settings_error(
+    cls: type[CanarySettings], exc: ValidationError, ctx: BuildContext
+) -> SettingsValidationError:
+    origins = ctx.origins
+    secrets = secret_fields(cls) | {name for name, o in origins.items() if o.secret}
+    problems = list(ctx.problems)
+    already = {p.field for p in problems}
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = error["loc"]
+        top = str(loc[0]) if loc else ""
+        if top in already:
+            continue  # its value never reached pydantic: the first problem says why
+        origin = origins.get(top)
+        reason = error["msg"]
+        if top in secrets and not _is_builtin_message(error["type"]):
+            reason = f"{error['type']} (message withheld: secret field)"
+        problems.append(
+            FieldProblem(
+                field=".".join(str(part) for part in loc) or cls.__name__,
+                reason=reason,
+                source=origin.source if origin else None,
+                key=origin.key if origin else None,
+                line=origin.line if origin else None,
+            )
+        )
+    return SettingsValidationError(cls.__name__, problems)
+

@@ -1,0 +1,261 @@
+"""What every canaryconf settings source shares: volume reads and provenance.
+
+A :class:`BuildContext` lives for the construction of one settings snapshot. It reads each
+volume once (or uses the snapshots a :class:`~canaryconf.LiveSettings` already read, so the
+digest it reports is the content it validated), parses each label/annotation file once, and
+records where each field's value came from, so a validation error can name the file, line
+and key without showing the value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import PydanticBaseSettingsSource
+
+from canaryconf._errors import FieldProblem, VolumeNotFoundError
+from canaryconf._fields import FieldMapping, field_mapping
+from canaryconf.downward import parse_map
+from canaryconf.volume import VolumeSnapshot, read_volume
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
+
+__all__ = [
+    "BuildContext",
+    "Origin",
+    "TrackedSource",
+    "VolumeSource",
+    "config_value",
+    "current_context",
+    "dashed",
+]
+
+logger = logging.getLogger("canaryconf")
+
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "downward_api_dir": "/etc/podinfo",
+    "labels_file": "labels",
+    "annotations_file": "annotations",
+    "annotation_prefix": "",
+    "label_prefix": None,
+    "role_label": "role",
+    "configmap_dirs": (),
+    "secrets_dirs": (),
+    "require_volumes": False,
+    "max_file_bytes": 1024 * 1024,
+    "max_volume_bytes": 4 * 1024 * 1024,
+}
+
+
+def config_value(settings_cls: type[BaseSettings], name: str) -> Any:
+    """``model_config[name]`` of the settings class, or canaryconf's default."""
+    return settings_cls.model_config.get(name, CONFIG_DEFAULTS[name])
+
+
+def dashed(name: str) -> str:
+    """``db_url`` -> ``db-url``: how a field name becomes an annotation key or file name."""
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one field's value came from: a file (and key in it), or a named source."""
+
+    source: str
+    key: str | None = None
+    secret: bool = False
+    map_text: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def line(self) -> int | None:
+        """The 1-based line of ``key`` in a label/annotation file."""
+        if self.map_text is None or self.key is None:
+            return None
+        needle = f"{self.key}="
+        for number, text in enumerate(self.map_text.split("\n"), start=1):
+            if text.startswith(needle):
+                return number
+        return None
+
+
+_BUILD: ContextVar[BuildContext | None] = ContextVar("canaryconf_build", default=None)
+
+
+class BuildContext:
+    """Reads and provenance for the construction of one snapshot of ``settings_cls``."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        volumes: Mapping[str, VolumeSnapshot | None] | None = None,
+    ) -> None:
+        self.settings_cls = settings_cls
+        self.volumes: dict[str, VolumeSnapshot | None] = dict(volumes or {})
+        self.origins: dict[str, Origin] = {}
+        self.problems: list[FieldProblem] = []
+        self._maps: dict[str, dict[str, str]] = {}
+
+    def volume(self, directory: str) -> VolumeSnapshot | None:
+        """The snapshot of ``directory`` (read once), or None when it does not exist."""
+        if directory not in self.volumes:
+            self.volumes[directory] = read_settings_volume(self.settings_cls, directory)
+        return self.volumes[directory]
+
+    def downward_map(self, file: str) -> tuple[dict[str, str], str, str] | None:
+        """The parsed label/annotation file ``file`` of the downward volume, its path and
+        its text; None when there is no such volume or file."""
+        directory = config_value(self.settings_cls, "downward_api_dir")
+        if directory is None:
+            return None
+        snapshot = self.volume(os.fspath(directory))
+        if snapshot is None or file not in snapshot.files:
+            return None
+        path = snapshot.file_path(file)
+        text = snapshot.files[file].decode("utf-8", errors="surrogateescape")
+        if path not in self._maps:
+            self._maps[path] = parse_map(snapshot.files[file], source=path)
+        return self._maps[path], path, text
+
+    def record(self, name: str, origin: Origin) -> None:
+        """Note where ``name`` came from, unless a higher-priority source already did."""
+        self.origins.setdefault(name, origin)
+
+
+def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> VolumeSnapshot | None:
+    """Read one volume with the caps of ``settings_cls``; None for a missing directory
+    unless ``require_volumes`` is set."""
+    try:
+        return read_volume(
+            directory,
+            max_file_bytes=config_value(settings_cls, "max_file_bytes"),
+            max_volume_bytes=config_value(settings_cls, "max_volume_bytes"),
+        )
+    except VolumeNotFoundError:
+        if config_value(settings_cls, "require_volumes"):
+            raise
+        logger.debug("volume %s does not exist; it contributes nothing", directory)
+        return None
+
+
+def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
+    """Every volume directory the settings class reads, in precedence order."""
+    dirs: list[str] = []
+    downward = config_value(settings_cls, "downward_api_dir")
+    if downward is not None:
+        dirs.append(os.fspath(downward))
+    for name in ("configmap_dirs", "secrets_dirs"):
+        value = config_value(settings_cls, name)
+        if isinstance(value, (str, os.PathLike)):
+            value = (value,)
+        dirs.extend(os.fspath(d) for d in value)
+    return list(dict.fromkeys(dirs))
+
+
+def current_context(settings_cls: type[BaseSettings]) -> BuildContext:
+    """The context of the snapshot being built now (a fresh one outside a build)."""
+    ctx = _BUILD.get()
+    if ctx is None or ctx.settings_cls is not settings_cls:
+        return BuildContext(settings_cls)
+    return ctx
+
+
+def enter_context(ctx: BuildContext) -> Any:
+    """Make ``ctx`` the current build context; returns a token for :func:`exit_context`."""
+    return _BUILD.set(ctx)
+
+
+def exit_context(token: Any) -> None:
+    """Undo :func:`enter_context`."""
+    _BUILD.reset(token)
+
+
+class VolumeSource(PydanticBaseSettingsSource):
+    """Base of the volume-backed sources: subclasses implement :meth:`lookup`.
+
+    ``lookup`` returns the raw text of a field and its :class:`Origin`, or None. Complex
+    fields (dict, list, models) are decoded from JSON here, with an error that names the
+    file and key, never the value.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], context: BuildContext | None = None):
+        super().__init__(settings_cls)
+        self.context = context or current_context(settings_cls)
+
+    def lookup(
+        self, field_name: str, field: FieldInfo, mapping: FieldMapping
+    ) -> tuple[Any, Origin] | None:
+        raise NotImplementedError
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        found = self.lookup(field_name, field, field_mapping(field))
+        return (found[0] if found else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            found = self.lookup(field_name, field, field_mapping(field))
+            if found is None:
+                continue
+            value, origin = found
+            if isinstance(value, str) and self.field_is_complex(field):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as exc:
+                    self.context.problems.append(_json_problem(field_name, exc, origin))
+                    continue
+            key = field.alias or field_name
+            data[key] = value
+            self.context.record(key, origin)
+        return data
+
+    def _fields(self) -> Iterator[tuple[str, FieldInfo, FieldMapping]]:
+        for field_name, field in self.settings_cls.model_fields.items():
+            yield field_name, field, field_mapping(field)
+
+
+def _json_problem(field_name: str, exc: json.JSONDecodeError, origin: Origin) -> FieldProblem:
+    return FieldProblem(
+        field=field_name,
+        reason=f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno} of the value)",
+        source=origin.source,
+        key=origin.key,
+        line=origin.line,
+    )
+
+
+class TrackedSource(PydanticBaseSettingsSource):
+    """Wraps one of pydantic-settings' own sources to record which fields it provided."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource, origin: str, context: BuildContext):
+        super().__init__(inner.settings_cls)
+        self.inner = inner
+        self.origin = origin
+        self.context = context
+
+    def _set_current_state(self, state: dict[str, Any]) -> None:
+        super()._set_current_state(state)
+        self.inner._set_current_state(state)
+
+    def _set_settings_sources_data(self, states: dict[str, dict[str, Any]]) -> None:
+        super()._set_settings_sources_data(states)
+        self.inner._set_settings_sources_data(states)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self.inner()
+        for key in data:
+            self.context.record(key, Origin(source=self.origin, key=key))
+        return data
+
+    def __repr__(self) -> str:
+        return f"TrackedSource({self.inner!r})"

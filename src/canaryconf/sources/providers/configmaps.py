@@ -1,0 +1,14 @@
+"""ConfigMap volumes: one file per key, in the directories of ``configmap_dirs``."""
+
+from __future__ import annotations
+
+from canaryconf.sources.providers._key_per_file import KeyPerFileSource
+
+__all__ = ["ConfigMapSource"]
+
+
+class ConfigMapSource(KeyPerFileSource):
+    """Fields declared with ``configmap(key)``, and plain fields by name."""
+
+    kind = "configmap"
+    dirs_setting = "configmap_dirs"

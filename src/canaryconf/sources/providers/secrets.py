@@ -1,0 +1,19 @@
+"""Secret volumes: one file per key, in the directories of ``secrets_dirs``.
+
+Every value read from here is treated as secret (redacted in diffs, logs and errors),
+whatever the field's type; type such fields ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+from canaryconf.sources.providers._key_per_file import KeyPerFileSource
+
+__all__ = ["SecretsSource"]
+
+
+class SecretsSource(KeyPerFileSource):
+    """Fields declared with ``secret(key)``, and plain fields by name."""
+
+    kind = "secret"
+    dirs_setting = "secrets_dirs"
+    secret = True

@@ -1,0 +1,265 @@
+"""Read one consistent generation of a mounted Kubernetes volume.
+
+The kubelet updates configMap, secret, downwardAPI and projected volumes by writing a new
+*generation* directory (``..2026_11_26_10_00_00.123456789``) and then atomically renaming the
+``..data`` symlink to point at it. Reading ``labels`` and then ``annotations`` through the
+top-level symlinks can mix two generations; :func:`read_volume` resolves ``..data`` once and
+reads every file through that one generation directory, starting again if the generation
+disappears under it.
+
+Plain directories (local development, docker bind mounts) are read as they are.
+
+This module knows nothing of parsing, pydantic or watching.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from canaryconf._errors import (
+    NotAVolumeError,
+    UnsafePathError,
+    VolumeError,
+    VolumeNotFoundError,
+    VolumePermissionError,
+    VolumeTooLargeError,
+)
+
+__all__ = [
+    "DATA_LINK",
+    "DEFAULT_MAX_FILE_BYTES",
+    "DEFAULT_MAX_VOLUME_BYTES",
+    "VolumeSnapshot",
+    "read_data_target",
+    "read_volume",
+]
+
+DATA_LINK = "..data"
+#: A ConfigMap or Secret holds at most 1 MiB; so, then, does any one of its files.
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+#: A projected volume can combine several sources; 4 MiB leaves room for that.
+DEFAULT_MAX_VOLUME_BYTES = 4 * 1024 * 1024
+DEFAULT_RETRIES = 20
+
+
+@dataclass(frozen=True)
+class VolumeSnapshot:
+    """The files of one generation of a volume, read at one moment.
+
+    ``generation`` is the name of the ``..<timestamp>`` directory that ``..data`` pointed
+    to, or None for a plain directory. ``files`` maps each relative path (nested paths
+    joined with ``/``, ``..`` entries left out) to its bytes. ``digest`` is a SHA-256 over
+    names and contents only, so two generations with the same content share a digest.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "role").write_text("canary")
+    >>> snap = read_volume(d)
+    >>> snap.generation is None, snap.text("role")
+    (True, 'canary')
+    """
+
+    path: str
+    generation: str | None
+    files: Mapping[str, bytes]
+    digest: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.files, MappingProxyType):
+            object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+        if not self.digest:
+            object.__setattr__(self, "digest", content_digest(self.files))
+
+    def file_path(self, name: str) -> str:
+        """The path a user should see for file ``name`` (the stable top-level one)."""
+        return os.path.join(self.path, name)
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        """File ``name`` decoded as UTF-8 (invalid bytes replaced), or ``default``."""
+        data = self.files.get(name)
+        if data is None:
+            return default
+        return data.decode("utf-8", errors="replace")
+
+    def __repr__(self) -> str:
+        # File contents stay out of reprs: they can be secrets.
+        names = ", ".join(sorted(self.files))
+        return (
+            f"VolumeSnapshot(path={self.path!r}, generation={self.generation!r}, "
+            f"files=[{names}], digest={self.digest[:12]!r})"
+        )
+
+
+def content_digest(files: Mapping[str, bytes]) -> str:
+    """SHA-256 over the sorted names and contents (length-prefixed, so unambiguous)."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        encoded = name.encode("utf-8", errors="surrogateescape")
+        h.update(len(encoded).to_bytes(4, "big"))
+        h.update(encoded)
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def read_data_target(path: str | os.PathLike[str]) -> str | None:
+    """The generation ``..data`` points to now, or None when there is no ``..data`` link."""
+    try:
+        return os.readlink(os.path.join(path, DATA_LINK))
+    except OSError:
+        return None
+
+
+class _GenerationVanished(Exception):
+    pass
+
+
+def read_volume(
+    path: str | os.PathLike[str],
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
+    retries: int = DEFAULT_RETRIES,
+) -> VolumeSnapshot:
+    """Read every file of the volume at ``path`` from one consistent generation.
+
+    Where ``..data`` exists it is resolved once and every file is read through the
+    generation directory it names; if that generation is removed (or ``..data`` moves on)
+    while reading, the read starts again, at most ``retries`` times. Without ``..data`` the
+    directory is read as a plain tree. Entries whose names start with ``..`` are skipped.
+
+    Raises a :class:`~canaryconf.VolumeError` subclass naming the path: the directory is
+    missing (:class:`VolumeNotFoundError`), a file cannot be read
+    (:class:`VolumePermissionError`), a symlink leads outside the volume
+    (:class:`UnsafePathError`), a file or the whole is over its cap
+    (:class:`VolumeTooLargeError`, checked before the file is read), or a plain file stands
+    where the directory should be (:class:`NotAVolumeError`, a ``subPath`` mount).
+
+    >>> from canaryconf.testing import KubeletWriter
+    >>> import tempfile
+    >>> vol = tempfile.mkdtemp()
+    >>> _ = KubeletWriter(vol).write({"labels": 'role="canary"'})
+    >>> snap = read_volume(vol)
+    >>> snap.generation.startswith(".."), snap.files["labels"]
+    (True, b'role="canary"')
+    """
+    root = os.fspath(path)
+    _check_root(root)
+    real_root = os.path.realpath(root)
+    for _ in range(max(1, retries)):
+        target = read_data_target(root)
+        if target is None:
+            files = _read_tree(root, real_root, max_file_bytes, max_volume_bytes, skip_dots=True)
+            return VolumeSnapshot(path=root, generation=None, files=files)
+        if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
+            raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
+        generation_dir = os.path.join(root, target)
+        try:
+            files = _read_tree(
+                generation_dir, real_root, max_file_bytes, max_volume_bytes, skip_dots=False
+            )
+        except _GenerationVanished:
+            continue
+        if read_data_target(root) != target and not os.path.isdir(generation_dir):
+            continue  # removed while we read: what we have may be partial
+        return VolumeSnapshot(path=root, generation=target, files=files)
+    raise VolumeError(root, f"kept changing while being read ({retries} attempts)")
+
+
+def _check_root(root: str) -> None:
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        raise VolumeNotFoundError(root, "no such directory (is the volume mounted?)") from None
+    except PermissionError:
+        raise VolumePermissionError(root, "permission denied") from None
+    except OSError as exc:
+        raise VolumeError(root, exc.strerror or "cannot be read") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotAVolumeError(
+            root,
+            "is a file, not a volume directory: a subPath mount is a copy that never updates;"
+            " mount the whole volume and point canaryconf at its directory",
+        )
+
+
+def _walk(base: str, prefix: str, skip_dots: bool) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    with os.scandir(base) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if skip_dots and entry.name.startswith(".."):
+            continue
+        rel = f"{prefix}{entry.name}"
+        if entry.is_dir(follow_symlinks=True):
+            yield from _walk(entry.path, rel + "/", skip_dots=False)
+        else:
+            yield rel, entry
+
+
+def _read_tree(
+    base: str, real_root: str, max_file: int, max_total: int, *, skip_dots: bool
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    try:
+        for rel, entry in _walk(base, "", skip_dots):
+            if entry.is_symlink():
+                _check_inside(entry.path, real_root)
+            data = _read_capped(entry.path, max_file)
+            total += len(data)
+            if total > max_total:
+                raise VolumeTooLargeError(base, f"volume is over {max_total} bytes")
+            files[rel] = data
+    except FileNotFoundError:
+        if skip_dots:  # plain directory: a file was removed while reading
+            raise _GenerationVanished from None
+        raise _GenerationVanished from None
+    except PermissionError as exc:
+        raise VolumePermissionError(exc.filename or base, "permission denied") from None
+    except NotADirectoryError as exc:
+        raise _GenerationVanished from exc
+    return files
+
+
+def _check_inside(path: str, real_root: str) -> None:
+    resolved = os.path.realpath(path)
+    if resolved != real_root and not resolved.startswith(real_root + os.sep):
+        raise UnsafePathError(path, "is a symlink that leads outside the volume; refused")
+
+
+def _read_capped(path: str, cap: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
+            raise
+        raise VolumeError(path, exc.strerror or "cannot be opened") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise VolumeError(path, "is not a regular file")
+        if st.st_size > cap:
+            raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
+        chunks = []
+        remaining = cap + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > cap:
+            raise VolumeTooLargeError(path, f"file is over {cap} bytes")
+        return data
+    finally:
+        os.close(fd)
