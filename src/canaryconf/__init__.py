@@ -24,7 +24,9 @@ from canaryconf._fields import (
     restart_required,
     secret,
 )
+from canaryconf.change import Change, ReloadResult
 from canaryconf.downward import format_map, parse_map
+from canaryconf._live import LiveSettings, live
 from canaryconf.rollout import RolloutInfo
 from canaryconf.settings import CanaryConfigDict, CanarySettings, redacted_dump
 from canaryconf.volume import VolumeSnapshot, read_volume
@@ -33,6 +35,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CanaryConfError",
+    "Change",
+    "LiveSettings",
+    "ReloadResult",
+    "live",
     "CanaryConfigDict",
     "CanarySettings",
     "DownwardAPIFormatError",

@@ -7,7 +7,7 @@ Each helper returns a pydantic ``Field`` whose ``json_schema_extra`` carries a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import Field, SecretBytes, SecretStr
 from pydantic.fields import FieldInfo
@@ -124,7 +124,11 @@ def pod_field(
     >>> class Settings(CanarySettings):
     ...     namespace: str = pod_field("metadata.namespace", default="default")
     """
-    mapping = {"source": "pod_field", "key": file or _default_file(path), "restart": restart_required}
+    mapping = {
+        "source": "pod_field",
+        "key": file or _default_file(path),
+        "restart": restart_required,
+    }
     return _field(default, mapping, default_factory, kwargs)
 
 
@@ -200,9 +204,11 @@ def field_mapping(field: FieldInfo) -> FieldMapping:
         if extra.get("reload") == "restart":
             return FieldMapping(restart=True)
         return FieldMapping()
+    source = raw.get("source")
+    key = raw.get("key")
     return FieldMapping(
-        source=raw.get("source"),
-        key=raw.get("key"),
+        source=cast(SourceKind, source) if isinstance(source, str) else None,
+        key=key if isinstance(key, str) else None,
         secret=bool(raw.get("secret", False)),
         restart=bool(raw.get("restart", False)) or extra.get("reload") == "restart",
     )
@@ -214,9 +220,7 @@ def is_secret_field(field: FieldInfo) -> bool:
         return True
     annotation_ = field.annotation
     candidates = getattr(annotation_, "__args__", None) or (annotation_,)
-    return any(
-        isinstance(c, type) and issubclass(c, (SecretStr, SecretBytes)) for c in candidates
-    )
+    return any(isinstance(c, type) and issubclass(c, (SecretStr, SecretBytes)) for c in candidates)
 
 
 def _default_file(path: str) -> str:

@@ -99,9 +99,7 @@ class CanarySettings(BaseSettings):
     naming the file, line and key its value came from, never the value.
     """
 
-    model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(  # type: ignore[misc]
-        frozen=True, extra="ignore"
-    )
+    model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(frozen=True, extra="ignore")
 
     _canaryconf_origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
     _canaryconf_volumes: dict[str, VolumeSnapshot | None] = PrivateAttr(default_factory=dict)
@@ -142,7 +140,9 @@ class CanarySettings(BaseSettings):
         )
 
     @classmethod
-    def volume_sources(cls, settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+    def volume_sources(
+        cls, settings_cls: type[BaseSettings]
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """The five volume sources, highest priority first: annotations, labels, pod fields,
         ConfigMaps, Secrets."""
         ctx = current_context(settings_cls)
@@ -243,4 +243,3 @@ def _settings_error(
             )
         )
     return SettingsValidationError(cls.__name__, problems)
-

@@ -1,0 +1,149 @@
+"""A minimal Linux inotify binding over ctypes.
+
+canaryconf needs three calls (``inotify_init1``, ``inotify_add_watch``, ``read``) and a file
+descriptor it can hand to an event loop or ``select``; libc already has them, so no
+dependency is added. The descriptor is non-blocking: readiness comes from the loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+import sys
+from dataclasses import dataclass
+
+__all__ = [
+    "InotifyEvent",
+    "InotifyUnavailable",
+    "add_directory_watch",
+    "available",
+    "open_inotify",
+    "read_events",
+]
+
+IN_MODIFY = 0x00000002
+IN_ATTRIB = 0x00000004
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800
+IN_UNMOUNT = 0x00002000
+IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000
+IN_ONLYDIR = 0x01000000
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
+
+#: What a watch on a volume directory listens for: any entry created, removed, renamed or
+#: written, and the directory itself going away.
+DIRECTORY_MASK = (
+    IN_MODIFY
+    | IN_ATTRIB
+    | IN_CLOSE_WRITE
+    | IN_MOVED_FROM
+    | IN_MOVED_TO
+    | IN_CREATE
+    | IN_DELETE
+    | IN_DELETE_SELF
+    | IN_MOVE_SELF
+    | IN_ONLYDIR
+)
+#: Events after which the watch is gone and the directory must be watched anew.
+GONE_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
+
+_HEADER = struct.Struct("iIII")
+
+
+class InotifyUnavailable(OSError):
+    """inotify cannot be used here: not Linux, no libc symbol, or a kernel limit reached."""
+
+
+@dataclass(frozen=True)
+class InotifyEvent:
+    """One inotify event: watch descriptor, mask and the entry name ("" for the dir)."""
+
+    wd: int
+    mask: int
+    name: str
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _lib() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        if not sys.platform.startswith("linux"):
+            raise InotifyUnavailable(errno.ENOSYS, "inotify exists only on Linux")
+        try:
+            lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            lib.inotify_init1.argtypes = [ctypes.c_int]
+            lib.inotify_init1.restype = ctypes.c_int
+            lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+            lib.inotify_add_watch.restype = ctypes.c_int
+        except (OSError, AttributeError) as exc:
+            raise InotifyUnavailable(errno.ENOSYS, f"libc has no inotify: {exc}") from None
+        _libc = lib
+    return _libc
+
+
+def available() -> bool:
+    """True when this platform's libc offers inotify."""
+    try:
+        _lib()
+    except InotifyUnavailable:
+        return False
+    return True
+
+
+def open_inotify() -> int:
+    """A new non-blocking, close-on-exec inotify descriptor."""
+    fd = int(_lib().inotify_init1(IN_NONBLOCK | IN_CLOEXEC))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise InotifyUnavailable(err, f"inotify_init1: {os.strerror(err)}")
+    return fd
+
+
+def add_directory_watch(fd: int, path: str, mask: int = DIRECTORY_MASK) -> int:
+    """Watch the directory ``path`` (not recursively); returns the watch descriptor.
+
+    ENOSPC (``fs.inotify.max_user_watches`` reached) raises :class:`InotifyUnavailable`;
+    a missing or non-directory path raises FileNotFoundError / NotADirectoryError.
+    """
+    wd = int(_lib().inotify_add_watch(fd, os.fsencode(path), mask))
+    if wd < 0:
+        err = ctypes.get_errno()
+        if err == errno.ENOSPC:
+            raise InotifyUnavailable(
+                err, "inotify watch limit reached (fs.inotify.max_user_watches)"
+            )
+        if err == errno.ENOENT:
+            raise FileNotFoundError(err, os.strerror(err), path)
+        if err == errno.ENOTDIR:
+            raise NotADirectoryError(err, os.strerror(err), path)
+        raise OSError(err, os.strerror(err), path)
+    return wd
+
+
+def read_events(fd: int) -> list[InotifyEvent]:
+    """Every event queued on ``fd`` now (an empty list when none is)."""
+    events: list[InotifyEvent] = []
+    while True:
+        try:
+            buffer = os.read(fd, 64 * 1024)
+        except BlockingIOError:
+            return events
+        offset = 0
+        while offset + _HEADER.size <= len(buffer):
+            wd, mask, _cookie, length = _HEADER.unpack_from(buffer, offset)
+            start = offset + _HEADER.size
+            raw = buffer[start : start + length].rstrip(b"\0")
+            events.append(InotifyEvent(wd, mask, os.fsdecode(raw)))
+            offset = start + length

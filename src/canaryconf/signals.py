@@ -1,0 +1,55 @@
+"""The blinker signals canaryconf sends. The sender is always the :class:`LiveSettings`.
+
+Connect to them for any settings object (``settings_changed.connect(fn)``) or for one
+(``settings_changed.connect(fn, sender=live)``); the decorators of
+:class:`~canaryconf.LiveSettings` (``@live.on_change()`` and friends) connect here too,
+holding the handler strongly. canaryconf calls receivers one by one and isolates them: a
+receiver that raises is logged and the others still run. Coroutine receivers are awaited.
+
+>>> from canaryconf import signals
+>>> sorted(signals.canaryconf_signals)  # doctest: +NORMALIZE_WHITESPACE
+['promoted', 'reload-failed', 'reloaded', 'restart-required', 'role-changed',
+ 'settings-changed']
+"""
+
+from __future__ import annotations
+
+from blinker import Namespace
+
+__all__ = [
+    "canaryconf_signals",
+    "promoted",
+    "reload_failed",
+    "reloaded",
+    "restart_required",
+    "role_changed",
+    "settings_changed",
+]
+
+canaryconf_signals = Namespace()
+
+settings_changed = canaryconf_signals.signal(
+    "settings-changed",
+    doc="A new snapshot was applied. kwargs: ``change`` (:class:`~canaryconf.Change`).",
+)
+reload_failed = canaryconf_signals.signal(
+    "reload-failed",
+    doc="A new version did not validate; the last good snapshot stays. kwargs: ``error``.",
+)
+role_changed = canaryconf_signals.signal(
+    "role-changed",
+    doc="The rollout role changed. kwargs: ``change``, ``old_role``, ``new_role``.",
+)
+promoted = canaryconf_signals.signal(
+    "promoted",
+    doc="The pod went from canary (or preview) to stable (or active). kwargs: ``change``.",
+)
+restart_required = canaryconf_signals.signal(
+    "restart-required",
+    doc="Fields marked restart_required changed; their new values were not applied. "
+    "kwargs: ``fields`` (frozenset of names), ``change``.",
+)
+reloaded = canaryconf_signals.signal(
+    "reloaded",
+    doc="Every reload, whatever its outcome. kwargs: ``result`` (:class:`ReloadResult`).",
+)
