@@ -24,9 +24,9 @@ from canaryconf._fields import (
     restart_required,
     secret,
 )
+from canaryconf._live import LiveSettings, live
 from canaryconf.change import Change, ReloadResult
 from canaryconf.downward import format_map, parse_map
-from canaryconf._live import LiveSettings, live
 from canaryconf.rollout import RolloutInfo
 from canaryconf.settings import CanaryConfigDict, CanarySettings, redacted_dump
 from canaryconf.volume import VolumeSnapshot, read_volume
@@ -35,15 +35,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CanaryConfError",
-    "Change",
-    "LiveSettings",
-    "ReloadResult",
-    "live",
     "CanaryConfigDict",
     "CanarySettings",
+    "Change",
     "DownwardAPIFormatError",
     "FieldProblem",
+    "LiveSettings",
     "NotAVolumeError",
+    "ReloadResult",
     "RolloutInfo",
     "SettingsValidationError",
     "UnsafePathError",
@@ -56,6 +55,7 @@ __all__ = [
     "configmap",
     "format_map",
     "label",
+    "live",
     "parse_map",
     "pod_field",
     "read_volume",

@@ -255,7 +255,7 @@ class LiveSettings(Generic[S]):
                 targets = self._targets(core.dirs)
                 volumes = {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
                 digest = _combined_digest(volumes)
-                if digest == old.digest or digest == core.failed_digest:
+                if digest in (old.digest, core.failed_digest):
                     if digest == old.digest and targets != old.targets:
                         core.state = _State(old.snapshot, volumes, digest, targets)
                     return ReloadResult("unchanged", generation=old.generation, digest=old.digest)

@@ -243,7 +243,7 @@ class DirectoryWatch:
         return committed
 
     async def _watchfiles_batches(self) -> AsyncIterator[None]:
-        import watchfiles
+        import watchfiles  # noqa: PLC0415  (its native module loads only when used)
 
         self.ready.set()
         await self._notify()

@@ -14,7 +14,8 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import TYPE_CHECKING, Any
 
 from pydantic.fields import FieldInfo
@@ -72,7 +73,7 @@ class Origin:
     source: str
     key: str | None = None
     secret: bool = False
-    map_text: str | None = field(default=None, repr=False, compare=False)
+    map_text: str | None = dataclass_field(default=None, repr=False, compare=False)
 
     @property
     def line(self) -> int | None:
