@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import GENERATION_RE, generations
 
 from canaryconf import parse_map
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+from conftest import GENERATION_RE, generations
 
 
 def _visible(volume: Path) -> set[str]:
@@ -132,9 +132,7 @@ def test_default_file_mode_is_0644_and_generation_0755(
 
 
 @pytest.mark.parametrize("mode", [0o400, 0o600, 0o640])
-def test_custom_file_mode_is_applied(
-    podinfo: KubeletWriter, strict_umask: None, mode: int
-) -> None:
+def test_custom_file_mode_is_applied(podinfo: KubeletWriter, strict_umask: None, mode: int) -> None:
     podinfo.write({"password": "x", "dir/key": "y"}, mode=mode)
     generation = podinfo.path / str(podinfo.generation)
 

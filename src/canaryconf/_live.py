@@ -164,7 +164,7 @@ class LiveSettings(Generic[S]):
             poll_interval=poll_interval,
             on_restart_required=on_restart_required,
             handler_timeout=handler_timeout,
-            state=_State(snapshot, volumes, _combined_digest(volumes), self._targets(dirs)),
+            state=_State(snapshot, volumes, _combined_digest(volumes), _generations(volumes)),
         )
         core.rollout_field = next(
             (n for n, f in settings_cls.model_fields.items() if is_rollout_field(f)), None
@@ -185,7 +185,7 @@ class LiveSettings(Generic[S]):
         object.__setattr__(self, "__dict__", values)
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        if name.startswith("__") or name == "_core":  # _core: not built yet (or failed)
             raise AttributeError(name)
         return getattr(self._core.state.snapshot, name)
 
@@ -252,12 +252,21 @@ class LiveSettings(Generic[S]):
                 if targets == old.targets:
                     return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
             try:
-                targets = self._targets(core.dirs)
                 volumes = {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
+                # Compared with ..data at the next event: the generations this content came
+                # from, not a second readlink that a swap in between could have moved on.
+                targets = _generations(volumes)
+                if _volume_vanished(old.volumes, volumes):
+                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
                 digest = _combined_digest(volumes)
-                if digest in (old.digest, core.failed_digest):
-                    if digest == old.digest and targets != old.targets:
+                if digest == old.digest:
+                    # Back to the applied content (a bad version was rolled back, say).
+                    core.last_error = None
+                    core.failed_digest = None
+                    if targets != old.targets:
                         core.state = _State(old.snapshot, volumes, digest, targets)
+                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
+                if digest == core.failed_digest:
                     return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
                 new = cast(S, build_settings(core.settings_cls, volumes, **core.init_kwargs))
             except Exception as exc:
@@ -309,7 +318,7 @@ class LiveSettings(Generic[S]):
         """
         result = self._reload_core(fast=False)
         for coro in self._dispatch(result):
-            _run_coroutine_here(coro, self._core.handler_timeout)
+            _run_coroutine_here(coro)
         return result
 
     async def areload(self, *, _fast: bool = False) -> ReloadResult[S]:
@@ -321,7 +330,7 @@ class LiveSettings(Generic[S]):
         async with lock:
             result = self._reload_core(fast=_fast)
             for coro in self._dispatch(result):
-                await _bounded(coro, self._core.handler_timeout)
+                await coro
             return result
 
     def _dispatch(self, result: ReloadResult[S]) -> Iterator[Awaitable[Any]]:
@@ -368,14 +377,14 @@ class LiveSettings(Generic[S]):
         yield from self._send(signals.reloaded, result=result)
 
     def _send(self, signal: NamedSignal, **kwargs: Any) -> Iterator[Awaitable[Any]]:
-        for receiver in list(signal.receivers_for(self)):
+        for receiver in _in_connection_order(signal, self):
             try:
                 outcome = receiver(self, **kwargs)
             except Exception:
                 _log_handler_error(signal, receiver)
                 continue
             if inspect.isawaitable(outcome):
-                yield _guarded(outcome, signal, receiver)
+                yield _guarded(outcome, signal, receiver, self._core.handler_timeout)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -465,6 +474,9 @@ class LiveSettings(Generic[S]):
         try:
             for w in watches:
                 await w.ready.wait()
+            # A watch shared with another LiveSettings was in place before this one
+            # subscribed: catch up with what changed since this snapshot was read.
+            await self.areload(_fast=True)
             if _ready is not None:
                 _ready()
             if stop_event is None:
@@ -503,29 +515,29 @@ class LiveSettings(Generic[S]):
             return self
         background = _Background.acquire()
         ready = threading.Event()
-
-        async def run() -> None:
-            core.thread_stop = asyncio.Event()
-            await self.watch(core.thread_stop, _ready=ready.set)
-
-        core.thread_future = background.submit(run())
-        if not ready.wait(START_TIMEOUT) and core.thread_future.done():
-            core.thread_future.result()
+        stop_event = core.thread_stop = asyncio.Event()
+        future = core.thread_future = background.submit(self.watch(stop_event, _ready=ready.set))
+        if not ready.wait(START_TIMEOUT) and future.done():
+            self.stop()
+            future.result()
         return self
 
     def stop(self) -> None:
         """Stop the background watcher; returns within about a second. The thread ends
-        when the last started LiveSettings stops."""
+        when the last started LiveSettings stops. A handler may call it: the watcher then
+        ends once the handler returns."""
         core = self._core
         future, core.thread_future = core.thread_future, None
+        stop_event, core.thread_stop = core.thread_stop, None
         if future is None:
             return
         background = _Background.current
-        if background is not None and core.thread_stop is not None:
-            stop_event = core.thread_stop
-            background.loop.call_soon_threadsafe(stop_event.set)
-            with contextlib.suppress(Exception):
-                future.result(timeout=STOP_TIMEOUT)
+        if background is not None:
+            if stop_event is not None:
+                background.loop.call_soon_threadsafe(stop_event.set)
+            if not background.is_current_thread():  # waiting there would block the loop
+                with contextlib.suppress(Exception):
+                    future.result(timeout=STOP_TIMEOUT)
             _Background.release()
 
     @property
@@ -579,6 +591,27 @@ def live(settings_cls: type[S], **kwargs: Any) -> LiveSettings[S]:
 # -- helpers ------------------------------------------------------------------------------
 
 
+def _generations(volumes: Mapping[str, VolumeSnapshot | None]) -> tuple[str | None, ...]:
+    return tuple(snap.generation if snap is not None else None for snap in volumes.values())
+
+
+def _volume_vanished(
+    old: Mapping[str, VolumeSnapshot | None], new: Mapping[str, VolumeSnapshot | None]
+) -> bool:
+    """True when a volume that was read before is gone, or has lost its ``..data`` link:
+    it is being removed or recreated, not emptied, so the last snapshot stays."""
+    for directory, before in old.items():
+        after = new.get(directory)
+        if before is None:
+            continue
+        if after is None or (before.generation is not None and after.generation is None):
+            logger.debug(
+                "canaryconf: %s is gone or incomplete; keeping the last settings", directory
+            )
+            return True
+    return False
+
+
 def _role(core: _Core[Any], snapshot: CanarySettings) -> str | None:
     if core.rollout_field is None:
         return None
@@ -602,6 +635,25 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _in_connection_order(signal: NamedSignal, sender: Any) -> list[Any]:
+    """The receivers of ``signal`` for ``sender``, in the order they were connected
+    (blinker's ``receivers_for`` walks a set of ids: its order is arbitrary)."""
+    chosen = list(signal.receivers_for(sender))
+    if len(chosen) < 2:
+        return chosen
+    connected = [
+        ref() if isinstance(ref, weakref.ref) else ref for ref in list(signal.receivers.values())
+    ]
+
+    def position(receiver: Any) -> int:
+        for index, candidate in enumerate(connected):
+            if candidate is receiver or candidate == receiver:
+                return index
+        return len(connected)
+
+    return sorted(chosen, key=position)
+
+
 def _log_handler_error(signal: NamedSignal, receiver: Any) -> None:
     logger.exception(
         "canaryconf: handler %s for %s raised; other handlers still run",
@@ -610,35 +662,41 @@ def _log_handler_error(signal: NamedSignal, receiver: Any) -> None:
     )
 
 
-async def _guarded(awaitable: Awaitable[Any], signal: NamedSignal, receiver: Any) -> None:
+async def _guarded(
+    awaitable: Awaitable[Any], signal: NamedSignal, receiver: Any, timeout: float | None
+) -> None:
+    """Await a coroutine handler for at most ``timeout`` seconds; log (with the handler's
+    name) what it raised or that it ran over and was cancelled."""
+    timed = asyncio.ensure_future(awaitable)
     try:
-        await awaitable
+        await asyncio.wait_for(timed, timeout)
     except asyncio.TimeoutError:
-        logger.error(
-            "canaryconf: handler %s for %s timed out",
-            getattr(receiver, "__name__", repr(receiver)),
-            signal.name,
-        )
+        if timed.cancelled():
+            logger.error(
+                "canaryconf: handler %s for %s ran over %ss and was cancelled",
+                getattr(receiver, "__name__", repr(receiver)),
+                signal.name,
+                timeout,
+            )
+        else:  # the handler itself raised TimeoutError
+            _log_handler_error(signal, receiver)
     except Exception:
         _log_handler_error(signal, receiver)
 
 
-async def _bounded(awaitable: Awaitable[Any], timeout: float | None) -> None:
-    try:
-        await asyncio.wait_for(awaitable, timeout)
-    except asyncio.TimeoutError:
-        logger.error("canaryconf: a coroutine handler ran over %ss and was cancelled", timeout)
-
-
-def _run_coroutine_here(awaitable: Awaitable[Any], timeout: float | None) -> None:
+def _run_coroutine_here(coro: Awaitable[Any]) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(_bounded(awaitable, timeout))
+        asyncio.run(_as_coroutine(coro))
         return
-    task = loop.create_task(_bounded(awaitable, timeout))
+    task = loop.create_task(_as_coroutine(coro))
     _background_tasks.add(task)
     task.add_done_callback(_background_tasks.discard)
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> None:
+    await awaitable
 
 
 _background_tasks: set[asyncio.Task[None]] = set()
@@ -690,7 +748,11 @@ class _Background:
                 return
             cls.current = None
         background.loop.call_soon_threadsafe(background.loop.stop)
-        background.thread.join(STOP_TIMEOUT)
+        if not background.is_current_thread():
+            background.thread.join(STOP_TIMEOUT)
+
+    def is_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
 
 
 _instances: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()

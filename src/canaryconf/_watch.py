@@ -245,20 +245,49 @@ class DirectoryWatch:
     async def _watchfiles_batches(self) -> AsyncIterator[None]:
         import watchfiles  # noqa: PLC0415  (its native module loads only when used)
 
-        self.ready.set()
-        await self._notify()
+        loop = asyncio.get_running_loop()
+        identity = _identity(self.path)
+        stop = asyncio.Event()
         debounce_ms = max(1, int(self.debounce * 1000))
-        async for _ in watchfiles.awatch(
-            self.path, recursive=False, debounce=debounce_ms, step=min(50, debounce_ms)
-        ):
-            if not os.path.isdir(self.path):
-                raise DirectoryGone
-            yield
+        changes = watchfiles.awatch(
+            self.path,
+            recursive=False,
+            debounce=debounce_ms,
+            step=min(50, debounce_ms),
+            stop_event=stop,
+        )
+        batch = loop.create_task(anext(changes))
+        try:
+            # awatch puts its watch in place in its first step, before it first waits:
+            # after this, nothing written to the directory is missed.
+            await asyncio.sleep(0)
+            self.ready.set()
+            await self._notify()
+            while True:
+                found = await batch
+                # A directory removed (and perhaps already recreated: a new directory,
+                # maybe with the old inode number) leaves the watch on a dead inode.
+                if _identity(self.path) != identity or any(
+                    kind == watchfiles.Change.deleted and os.path.normpath(path) == self.path
+                    for kind, path in found
+                ):
+                    raise DirectoryGone
+                yield
+                batch = loop.create_task(anext(changes))
+        finally:
+            stop.set()  # its thread sees this within ``step`` and ends the iteration
+            if not batch.done():
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(batch, 1.0)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await changes.aclose()
 
     async def _polling_batches(self) -> AsyncIterator[None]:
+        # Fingerprint first: a change made while the subscribers reload is then seen at
+        # the next poll instead of being taken for what they already read.
+        last = _fingerprint(self.path)
         self.ready.set()
         await self._notify()
-        last = _fingerprint(self.path)
         while True:
             await asyncio.sleep(self.poll_interval)
             if not os.path.isdir(self.path):
@@ -267,6 +296,15 @@ class DirectoryWatch:
             if current != last:
                 last = current
                 yield
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The directory's device and inode, or None when it is no directory now."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 def _fingerprint(path: str) -> str | None:

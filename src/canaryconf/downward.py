@@ -31,10 +31,22 @@ This module is a low layer: it depends on the standard library only.
 
 from __future__ import annotations
 
+import bisect
+import codecs
+import itertools
+import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from json import loads as _json_loads
 
 from canaryconf._errors import DownwardAPIFormatError
+
+try:
+    from _json import scanstring as _scanstring
+except ImportError:  # pragma: no cover - a Python without the C accelerator of json
+    from json import decoder as _json_decoder
+
+    _scanstring = _json_decoder.py_scanstring  # type: ignore[attr-defined]
 
 __all__ = ["DownwardAPIFormatError", "format_map", "parse_map", "quote", "unquote"]
 
@@ -44,18 +56,11 @@ __all__ = ["DownwardAPIFormatError", "format_map", "parse_map", "quote", "unquot
 _VALUE_CHAR = r'[^"\\\x00-\x1f\x7f\ud800-\udfff]'
 _ESCAPE = r'\\(?:[abfnrtv\\"]|x[0-9a-fA-F]{2}|[0-3][0-7]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8})'
 _BODY = rf"{_VALUE_CHAR}*(?:{_ESCAPE}{_VALUE_CHAR}*)*"
-_KEY = r"[^=\n\x00-\x1f\x7f\ud800-\udfff]+"
 
-# One whole, well-formed line (``re.M``: anchored at line start and line end, so a match never
-# spans lines and a line holds at most one match).
-_LINE_RE = re.compile(rf'^({_KEY})="({_BODY})"\r?$', re.M)
 # A quoted value, whole and well-formed.
 _QUOTED_RE = re.compile(rf'"({_BODY})"')
 _RAW_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
-# A possible byte escape >= 0x80 (may also hit a literal "x80" after an escaped backslash,
-# which only sends the value down the slower, exact path).
-_HIGH_BYTE_ESCAPE_RE = re.compile(r"\\(?:x[89a-fA-F][0-9a-fA-F]|[23][0-7]{2})")
 # Escape tokens of a syntactically valid body, as UTF-8 bytes.
 _BYTES_ESCAPE_RE = re.compile(
     rb'\\(?:([abfnrtv\\"])|x([0-9a-fA-F]{2})|([0-3][0-7]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))'
@@ -86,10 +91,28 @@ _SIMPLE_BYTES = {
 }
 
 _MAX_RUNE = 0x10FFFF
+_NOT_CONTROL_BYTES = bytes(b for b in range(256) if 0x20 <= b != 0x7F)
+_SEPARATOR = "\x1e"  # a raw control character, so never part of a valid line
+# An escape other than the ones JSON's scanner reads exactly as Go does (\b \f \n \r \t \\
+# \"): Go-only ones (\a \v \x \U octal), ones Go rejects (\/ \' and unknown ones), and \u,
+# left out because JSON accepts surrogates (a simpler pattern is a faster search). A hit
+# right after an escaped backslash is a false alarm that only costs speed.
+_NOT_JSON_ESCAPE_RE = re.compile(r'\\[^bfnrt\\"]')
+# A possible byte escape >= 0x80, or \u / \U escape naming a surrogate (same caveat).
+_NEEDS_BYTES_RE = re.compile(r"\\(?:x[89a-fA-F]|[23][0-7]|u[dD][89a-fA-F]|U0000[dD][89a-fA-F])")
+# Quoted values without their opening quote, joined by _SEPARATOR, whose escapes all name
+# code points (no byte escape >= 0x80, no surrogate).
+_CODE_POINT_ESCAPE = (
+    r'\\(?:[abfnrtv\\"]|x[0-7][0-9a-fA-F]|[01][0-7]{2}'
+    r"|u(?![dD][89a-fA-F])[0-9a-fA-F]{4}|U(?!0000[dD][89a-fA-F])[0-9a-fA-F]{8})"
+)
+_CODE_POINT_BODY = rf"{_VALUE_CHAR}*(?:{_CODE_POINT_ESCAPE}{_VALUE_CHAR}*)*"
+_CODE_POINT_REST_LIST_RE = re.compile(rf'{_CODE_POINT_BODY}"(?:{_SEPARATOR}{_CODE_POINT_BODY}")*')
 
 
 class _Problem(Exception):
-    """Internal: a value is malformed; ``column`` is 0-based within the quoted text."""
+    """Internal: a value is malformed. ``column`` says where, relative to the start of the
+    text being examined (each caller turns it into a column of the line)."""
 
     def __init__(self, reason: str, column: int) -> None:
         super().__init__(reason)
@@ -103,24 +126,25 @@ class _Problem(Exception):
 
 def _go_utf8_decode(data: bytes) -> str:
     """Decode like Go does when it turns bytes into runes: each byte that does not start a
-    valid UTF-8 sequence becomes one U+FFFD (``utf8.DecodeRune`` returns width 1)."""
+    valid UTF-8 sequence becomes one U+FFFD (``utf8.DecodeRune`` returns width 1). Python's
+    ``errors="replace"`` would instead replace a truncated sequence as a whole."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
+    view = memoryview(data)  # slices without copying: linear time however many bad bytes
     parts: list[str] = []
-    pos = 0
-    end = len(data)
-    while pos < end:
+    position = 0
+    while True:
         try:
-            parts.append(data[pos:].decode("utf-8"))
-            break
+            parts.append(codecs.utf_8_decode(view[position:], "strict", True)[0])
         except UnicodeDecodeError as exc:
-            bad = pos + exc.start
-            parts.append(data[pos:bad].decode("utf-8"))
+            bad = position + exc.start
+            parts.append(codecs.utf_8_decode(view[position:bad], "strict", True)[0])
             parts.append("\ufffd")
-            pos = bad + 1
-    return "".join(parts)
+            position = bad + 1
+        else:
+            return "".join(parts)
 
 
 def _rune_bytes(code: int, column: int) -> bytes:
@@ -158,16 +182,15 @@ def _decode_body(body: str) -> str:
     syntactically valid). Raises ``_Problem`` for surrogates and code points > U+10FFFF."""
     if "\\" not in body:
         return body
-    if _HIGH_BYTE_ESCAPE_RE.search(body) is None:
-        # No byte escape >= 0x80, so every escape names a code point: Python's unicode_escape
-        # codec decodes exactly Go's (already validated) escapes. Literal characters above
-        # U+00FF are turned into \u/\U escapes by backslashreplace and come back unchanged.
+    if _NEEDS_BYTES_RE.search(body) is None:
+        # No byte escape >= 0x80 and no surrogate, so every escape names a valid code point
+        # (or is a \U beyond U+10FFFF, which the codec rejects): Python's unicode_escape codec
+        # then decodes Go's (already validated) escapes exactly. Literal characters above
+        # U+00FF become \u/\U escapes through backslashreplace and come back unchanged.
         try:
             text = body.encode("latin-1", "backslashreplace").decode("unicode_escape")
         except UnicodeDecodeError:  # a \U escape beyond U+10FFFF
             raise _locate_bad_rune(body) from None
-        if _SURROGATE_RE.search(text) is not None:
-            raise _locate_bad_rune(body)
         return text
     # Byte escapes: build the value as bytes (literal text as UTF-8, \u/\U as the UTF-8 of the
     # code point, \x and octal as raw bytes), then decode as Go reads it.
@@ -280,8 +303,8 @@ def _decode_bytes(data: bytes, source: str | None) -> str:
     line_start = data.rfind(b"\n", 0, bad) + 1
     equals = data.find(b"=", line_start, bad)
     key = data[line_start:equals].decode("utf-8") if equals > line_start else None
-    if key is not None and key.startswith("\ufeff") and line_start == 0:
-        key = key[1:]
+    if key is not None and _RAW_CONTROL_RE.search(key):
+        key = None  # as _parse_slow reports such a key
     column = len(data[line_start:bad].decode("utf-8")) + 1
     raise _line_error(
         f"invalid UTF-8 (column {column})", source, data.count(b"\n", 0, bad) + 1, key
@@ -289,8 +312,8 @@ def _decode_bytes(data: bytes, source: str | None) -> str:
 
 
 def _parse_slow(text: str, source: str | None) -> dict[str, str]:
-    """Line-by-line parse with exact error reporting; also used for the rare values with byte
-    escapes above 0x7f."""
+    """The reference parser, line by line, with exact error reporting: it decides every
+    file the fast paths decline."""
     result: dict[str, str] = {}
     for number, line in enumerate(text.split("\n"), start=1):
         if line.endswith("\r"):
@@ -348,30 +371,259 @@ def parse_map(text: str | bytes, *, source: str | None = None) -> dict[str, str]
     canaryconf._errors.DownwardAPIFormatError: labels, line 1, key 'app': value does not start \
 with a double quote right after '='
     """
-    if not isinstance(text, str):
-        text = _decode_bytes(bytes(text), source)
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    end = len(text)
-    if text.endswith("\n"):
-        end -= 1
-    if end == 0 or text == "\r\n":
-        return {}
-    # Fast path: one regex validates and splits every line at C speed.
-    pairs: list[tuple[str, str]] = _LINE_RE.findall(text, 0, end)
-    if len(pairs) != text.count("\n", 0, end) + 1:
-        return _parse_slow(text[:end], source)
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        return _parse_slow(text[:end], source)  # duplicate key: report it
-    if "\\" in text:
-        try:
-            for key, body in pairs:
-                if "\\" in body:
-                    result[key] = _decode_body(body)
-        except _Problem:
-            return _parse_slow(text[:end], source)
+    if isinstance(text, str):
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        if text.endswith("\n"):
+            text = text[:-1]
+            if text.endswith("\r"):
+                text = text[:-1]
+        if not text:
+            return {}
+        result = _parse_fast(text)
+        if result is None:
+            # Something is unusual: an error to report precisely, or a rare construct.
+            result = _parse_slow(text, source)
+    else:
+        data = bytes(text)
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if data.endswith(b"\n"):
+            data = data[:-1]
+            if data.endswith(b"\r"):
+                data = data[:-1]
+        if not data:
+            return {}
+        result = _parse_fast_bytes(data)
+        if result is None:
+            result = _parse_slow(_decode_bytes(data, source), source)
     return result
+
+
+# The fast paths below parse a well-formed file with C-speed string methods, or return
+# None (then the exact line-by-line parser decides). They never accept what _parse_slow
+# rejects and never decode differently: every shortcut is either exact or bails out.
+
+
+def _parse_fast(text: str) -> dict[str, str] | None:
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if "\\" not in text:
+        return _parse_fast_plain(text)
+    if "\x7f" in text:
+        return None  # a raw DEL, which JSON lets through
+    if not text.isascii():
+        try:  # fails on lone surrogates (only in a str argument); UTF-32 is the fastest
+            text.encode("utf-32-le")
+        except UnicodeEncodeError:
+            return None
+    keys, seps, rests = zip(*[line.partition('="') for line in text.split("\n")], strict=True)
+    if not all(seps) or not all(keys):
+        return None
+    return _parse_fast_rests(keys, rests)
+
+
+def _parse_fast_bytes(data: bytes) -> dict[str, str] | None:
+    if b"\\" not in data or data.isascii():
+        try:
+            return _parse_fast(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    # Backslashes and non-ASCII: split the bytes, so that only the values that need it are
+    # decoded into wide (UCS-2/UCS-4) strings, one by one.
+    if b"\x7f" in data:
+        return None
+    raw_keys, seps, raw_rests = zip(
+        *[line.partition(b'="') for line in data.split(b"\n")], strict=True
+    )
+    if not all(seps) or not all(raw_keys):
+        return None
+    wide_indexes = [index for index, rest in enumerate(raw_rests) if not rest.isascii()]
+    narrow = list(raw_rests)
+    for index in wide_indexes:
+        narrow[index] = b""
+    try:
+        keys = b"\n".join(raw_keys).decode("utf-8").split("\n")
+        rests = b"\n".join(narrow).decode("ascii").split("\n")
+        for index in wide_indexes:
+            rests[index] = raw_rests[index].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return _parse_fast_rests(keys, rests)
+
+
+def _parse_fast_plain(text: str) -> dict[str, str] | None:
+    """No backslash anywhere: every double quote is structural, so splitting on it gives
+    ``key=``, ``body``, ``<newline>key=``, ``body``, ..., ``""``."""
+    try:
+        data = text.encode("utf-8")  # fails on lone surrogates (only in a str argument)
+    except UnicodeEncodeError:
+        return None
+    controls = data.translate(None, _NOT_CONTROL_BYTES)
+    if controls.count(b"\n") != len(controls):
+        return None  # a raw control character other than the line ends, or DEL
+    parts = text.split('"')
+    count = len(parts) // 2
+    if not count or len(parts) % 2 == 0 or parts[-1]:
+        return None
+    heads = parts[0:-1:2]  # "key1=", "\nkey2=", ..., "\nkeyN="
+    bodies = parts[1::2]
+    if not heads[-1].endswith("="):
+        return None
+    # NUL cannot be in the text (raw control), so it marks the head boundaries: splitting
+    # on "=<NUL>\n" gives `count` pieces only if every head but the first starts with "\n"
+    # and every head ends with "=".
+    keys = "\x00".join(heads)[:-1].split("=\x00\n")
+    if len(keys) != count or not all(keys):
+        return None
+    all_keys = "".join(keys)
+    if "=" in all_keys or "\n" in all_keys or "\n" in "".join(bodies):
+        return None
+    result = dict(zip(keys, bodies, strict=True))
+    return result if len(result) == count else None
+
+
+def _has_raw_control(text: str) -> bool:
+    """True if ``text`` has a character below U+0020 (JSON's C string scanner rejects
+    exactly those, at memory speed). A double quote or backslash in ``text`` also gives
+    True, conservatively."""
+    if '"' in text or "\\" in text:
+        return True
+    try:
+        _scanstring(text + '"', 0, True)
+    except ValueError:
+        return True
+    return False
+
+
+def _parse_fast_rests(keys: Sequence[str], rests: Sequence[str]) -> dict[str, str] | None:
+    """Backslashes present; ``keys`` and ``rests`` (each value after its opening quote)
+    come from the lines. Values are sorted three ways:
+
+    * ASCII values whose escapes JSON reads exactly as Go does (the common ``\\" \\n \\t
+      \\\\``, or no escape at all) are decoded by a single ``json.loads`` of a JSON array
+      made of them (see below);
+    * other values with such escapes only are decoded one by one by JSON's C string scanner
+      (joining them with ASCII text would widen the whole array, which is slow);
+    * values with other escapes are validated and decoded together by ``_decode_go_rests``.
+
+    Why the array is exact: its elements are joined by ``,`` and a raw newline, which JSON
+    allows between values but (strict mode) never inside a string, and no value holds a raw
+    newline. So no string can run across a joint, and each piece ``"<value>"`` yields at
+    least one JSON value. Getting exactly as many values as pieces then means each piece
+    yielded one string; as each piece ends with a double quote (checked), which is not
+    JSON whitespace, that string ends at the piece's closing quote: no value has a raw
+    quote or ends in a backslash that escapes its closing quote.
+    """
+    all_keys = "".join(keys)
+    if "=" in all_keys or _has_raw_control(all_keys):
+        return None
+    narrow = list(rests)
+    wide_indexes = [index for index, rest in enumerate(rests) if not rest.isascii()]
+    for index in wide_indexes:
+        narrow[index] = '"'  # an empty string in the array
+    if not all(map(str.endswith, narrow, itertools.repeat('"'))):
+        return None  # e.g. a space after the closing quote, which JSON would skip
+    array = _json_array(narrow)
+    go_indexes = _go_pieces(array, narrow)
+    if go_indexes:
+        array = _json_array(narrow)  # without them
+    try:
+        values = _json_loads(array)
+    except ValueError:
+        return None
+    if len(values) != len(rests):
+        return None
+    for index in wide_indexes:
+        rest = rests[index]
+        if "\\" in rest and _find_go_escape(rest, 0) >= 0:
+            go_indexes.append(index)
+            continue
+        try:
+            values[index], end = _scanstring(rest, 0, True)
+        except ValueError:
+            return None
+        if end != len(rest):
+            return None  # a raw quote before the end
+    if go_indexes:
+        decoded = _decode_go_rests([rests[index] for index in go_indexes])
+        if decoded is None:
+            return None
+        for index, value in zip(go_indexes, decoded, strict=True):
+            values[index] = value
+    result = dict(zip(keys, values, strict=True))
+    return result if len(result) == len(keys) else None
+
+
+def _json_array(pieces: list[str]) -> str:
+    """``["`` + the pieces joined by ``,<newline>"`` + ``]``, copying the text only once."""
+    first, last = pieces[0], pieces[-1]
+    pieces[0] = '["' + first
+    pieces[-1] = pieces[-1] + "]"
+    array = ',\n"'.join(pieces)
+    pieces[0], pieces[-1] = first, last
+    return array
+
+
+def _go_pieces(array: str, pieces: list[str]) -> list[int]:
+    """Find the pieces with an escape JSON does not read as Go does, blank them (``'"'``,
+    an empty string) and return their indexes. One search runs through ``array``, the
+    JSON array of the pieces, resuming after each piece found."""
+    position = _find_go_escape(array, 0)
+    found: list[int] = []
+    starts: list[int] = []
+    while position >= 0:
+        if not starts:  # where each piece starts in the array
+            lengths = itertools.accumulate(map(len, pieces), initial=0)
+            starts = list(map(operator.add, lengths, range(2, 3 * len(pieces) + 5, 3)))
+        index = bisect.bisect_right(starts, position) - 1
+        found.append(index)
+        pieces[index] = '"'
+        position = _find_go_escape(array, starts[index + 1])
+    return found
+
+
+def _find_go_escape(text: str, start: int) -> int:
+    """Position of the first escape from ``start`` on that JSON does not read as Go does, or
+    -1. Hits of the regex that follow an escaped backslash (an odd run of backslashes) are
+    skipped."""
+    search = _NOT_JSON_ESCAPE_RE.search
+    while (match := search(text, start)) is not None:
+        position = match.start()
+        before = position - 1
+        while before >= 0 and text[before] == "\\":
+            before -= 1
+        if (position - 1 - before) % 2 == 0:
+            return position
+        start = position + 1
+    return -1
+
+
+def _decode_go_rests(rests: list[str]) -> list[str] | None:
+    """Decode quoted values (without their opening quote) that use escapes JSON does not
+    read as Go does. All at once: one regex validates them, one codec call decodes them."""
+    blob = _SEPARATOR.join(rests)
+    if _CODE_POINT_REST_LIST_RE.fullmatch(blob) is not None:
+        # Well-formed, and every escape names a valid code point or is a \U beyond U+10FFFF
+        # (which the codec rejects): see _decode_body.
+        try:
+            decoded = blob.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            return None
+        values = decoded.split('"' + _SEPARATOR)
+        if len(values) == len(rests):  # else an escape produced the separator
+            values[-1] = values[-1][:-1]
+            return values
+    # Byte escapes, surrogates or malformed values: one by one, exactly.
+    values = []
+    for rest in rests:
+        try:
+            values.append(_parse_value('"' + rest))
+        except _Problem:
+            return None
+    return values
 
 
 # --------------------------------------------------------------------------------------------

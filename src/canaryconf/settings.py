@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from pydantic import PrivateAttr, ValidationError
+from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from canaryconf._errors import FieldProblem, SettingsValidationError
@@ -24,6 +25,7 @@ from canaryconf.sources.base import (
     current_context,
     enter_context,
     exit_context,
+    field_names_by_key,
     volume_dirs,
 )
 from canaryconf.sources.providers import (
@@ -108,12 +110,17 @@ class CanarySettings(BaseSettings):
         cls = type(__canaryconf_self__)
         ctx = current_context(cls)
         token = enter_context(ctx)
+        error: SettingsValidationError | None = None
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise _settings_error(cls, exc, ctx) from None
+            error = _settings_error(cls, exc, ctx)
         finally:
             exit_context(token)
+        if error is not None:
+            # Raised outside the ``except``: the ValidationError holds the bad input, and
+            # ``from None`` would still keep it reachable as ``__context__``.
+            raise error
         if ctx.problems:
             raise SettingsValidationError(cls.__name__, ctx.problems)
         __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
@@ -210,11 +217,13 @@ def redacted_dump(settings: CanarySettings) -> dict[str, Any]:
     return dumped
 
 
+#: pydantic's own error types, whose messages never hold the input. A custom validator's
+#: message (``value_error``, ``assertion_error``, or any ``PydanticCustomError`` type) can.
+_BUILTIN_ERROR_TYPES = frozenset(get_args(ErrorType)) - {"value_error", "assertion_error"}
+
+
 def _is_builtin_message(error_type: str) -> bool:
-    # Custom validators can put the input into their message; pydantic's own never do.
-    return error_type not in ("value_error", "assertion_error") and not error_type.startswith(
-        "custom"
-    )
+    return error_type in _BUILTIN_ERROR_TYPES
 
 
 def _settings_error(
@@ -222,16 +231,20 @@ def _settings_error(
 ) -> SettingsValidationError:
     origins = ctx.origins
     secrets = secret_fields(cls) | {name for name, o in origins.items() if o.secret}
+    names = field_names_by_key(cls)
     problems = list(ctx.problems)
     already = {p.field for p in problems}
     for error in exc.errors(include_url=False, include_context=False, include_input=False):
         loc = error["loc"]
-        top = str(loc[0]) if loc else ""
+        top = names.get(str(loc[0]), str(loc[0])) if loc else ""
+        if loc:
+            loc = (top, *loc[1:])
         if top in already:
             continue  # its value never reached pydantic: the first problem says why
         origin = origins.get(top)
         reason = error["msg"]
-        if top in secrets and not _is_builtin_message(error["type"]):
+        # A model-level validator (empty ``loc``) can read every field, secrets included.
+        if (top in secrets or (not loc and secrets)) and not _is_builtin_message(error["type"]):
             reason = f"{error['type']} (message withheld: secret field)"
         problems.append(
             FieldProblem(

@@ -118,7 +118,7 @@ def read_data_target(path: str | os.PathLike[str]) -> str | None:
 
 
 class _GenerationVanished(Exception):
-    pass
+    """Internal: a file or directory went away while it was being read."""
 
 
 def read_volume(
@@ -153,24 +153,33 @@ def read_volume(
     root = os.fspath(path)
     _check_root(root)
     real_root = os.path.realpath(root)
-    for _ in range(max(1, retries)):
+    attempts = max(1, retries)
+    for _ in range(attempts):
         target = read_data_target(root)
         if target is None:
-            files = _read_tree(root, real_root, max_file_bytes, max_volume_bytes, skip_dots=True)
+            try:
+                files = _read_tree(
+                    root, root, real_root, max_file_bytes, max_volume_bytes, plain=True
+                )
+            except _GenerationVanished:
+                continue  # a file was removed while we read it: read again
             return VolumeSnapshot(path=root, generation=None, files=files)
         if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
             raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
         generation_dir = os.path.join(root, target)
         try:
             files = _read_tree(
-                generation_dir, real_root, max_file_bytes, max_volume_bytes, skip_dots=False
+                generation_dir, root, real_root, max_file_bytes, max_volume_bytes, plain=False
             )
         except _GenerationVanished:
             continue
-        if read_data_target(root) != target and not os.path.isdir(generation_dir):
-            continue  # removed while we read: what we have may be partial
+        if read_data_target(root) != target:
+            # ``..data`` moved on while we read, so the old generation may have been half
+            # removed under us (the directory outlives its files). While ``..data`` still
+            # names it, the kubelet has not started removing it.
+            continue
         return VolumeSnapshot(path=root, generation=target, files=files)
-    raise VolumeError(root, f"kept changing while being read ({retries} attempts)")
+    raise VolumeError(root, f"kept changing while being read ({attempts} attempts)")
 
 
 def _check_root(root: str) -> None:
@@ -190,42 +199,59 @@ def _check_root(root: str) -> None:
         )
 
 
-def _walk(base: str, prefix: str, skip_dots: bool) -> Iterator[tuple[str, os.DirEntry[str]]]:
+def _walk(
+    base: str, prefix: str, real_root: str, ancestors: frozenset[str], *, skip_dots: bool
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         if skip_dots and entry.name.startswith(".."):
             continue
+        if entry.is_symlink():
+            _check_inside(entry.path, real_root)
         rel = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=True):
-            yield from _walk(entry.path, rel + "/", skip_dots=False)
+            real = os.path.realpath(entry.path)
+            if real in ancestors:
+                raise VolumeError(entry.path, "is a symlink loop (it leads to its own parent)")
+            yield from _walk(entry.path, rel + "/", real_root, ancestors | {real}, skip_dots=False)
         else:
             yield rel, entry
 
 
 def _read_tree(
-    base: str, real_root: str, max_file: int, max_total: int, *, skip_dots: bool
+    base: str, root: str, real_root: str, max_file: int, max_total: int, *, plain: bool
 ) -> dict[str, bytes]:
+    """Every file under ``base``. ``plain`` is a directory without generations; otherwise
+    ``base`` is a generation directory of the volume at ``root``."""
     files: dict[str, bytes] = {}
     total = 0
+    entry: os.DirEntry[str] | None = None
     try:
-        for rel, entry in _walk(base, "", skip_dots):
-            if entry.is_symlink():
-                _check_inside(entry.path, real_root)
-            data = _read_capped(entry.path, max_file)
+        ancestors = frozenset({os.path.realpath(base)})
+        for rel, entry in _walk(base, "", real_root, ancestors, skip_dots=plain):
+            data = _read_capped(entry.path, max_file, max_total - total)
+            if data is None:
+                raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
             total += len(data)
-            if total > max_total:
-                raise VolumeTooLargeError(base, f"volume is over {max_total} bytes")
             files[rel] = data
-    except FileNotFoundError:
-        if skip_dots:  # plain directory: a file was removed while reading
-            raise _GenerationVanished from None
+    except VolumeError:
+        raise
+    except FileNotFoundError as exc:
+        if plain and entry is not None and exc.filename == entry.path and _dangling(entry.path):
+            raise VolumeError(entry.path, "is a symlink to nothing (dangling)") from None
+        raise _GenerationVanished from None
+    except NotADirectoryError:
         raise _GenerationVanished from None
     except PermissionError as exc:
         raise VolumePermissionError(exc.filename or base, "permission denied") from None
-    except NotADirectoryError as exc:
-        raise _GenerationVanished from exc
+    except OSError as exc:
+        raise VolumeError(exc.filename or base, exc.strerror or "cannot be read") from None
     return files
+
+
+def _dangling(path: str) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
 
 
 def _check_inside(path: str, real_root: str) -> None:
@@ -234,7 +260,10 @@ def _check_inside(path: str, real_root: str) -> None:
         raise UnsafePathError(path, "is a symlink that leads outside the volume; refused")
 
 
-def _read_capped(path: str, cap: int) -> bytes:
+def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
+    """The bytes of the regular file ``path``. Over ``cap`` raises
+    :class:`VolumeTooLargeError`; over ``budget`` (what the volume has left) returns None.
+    Both are checked on the size before reading, and again while reading (a file can grow)."""
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
@@ -248,8 +277,11 @@ def _read_capped(path: str, cap: int) -> bytes:
             raise VolumeError(path, "is not a regular file")
         if st.st_size > cap:
             raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
+        if st.st_size > budget:
+            return None
+        limit = min(cap, budget)
         chunks = []
-        remaining = cap + 1
+        remaining = limit + 1
         while remaining > 0:
             chunk = os.read(fd, min(remaining, 1 << 20))
             if not chunk:
@@ -259,6 +291,6 @@ def _read_capped(path: str, cap: int) -> bytes:
         data = b"".join(chunks)
         if len(data) > cap:
             raise VolumeTooLargeError(path, f"file is over {cap} bytes")
-        return data
+        return data if len(data) <= budget else None
     finally:
         os.close(fd)

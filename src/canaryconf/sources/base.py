@@ -16,8 +16,10 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import TYPE_CHECKING, Any
+from types import UnionType
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
+from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
@@ -37,6 +39,8 @@ __all__ = [
     "config_value",
     "current_context",
     "dashed",
+    "field_names_by_key",
+    "input_key",
 ]
 
 logger = logging.getLogger("canaryconf")
@@ -68,20 +72,28 @@ def dashed(name: str) -> str:
 
 @dataclass(frozen=True)
 class Origin:
-    """Where one field's value came from: a file (and key in it), or a named source."""
+    """Where one field's value came from: a file (and key in it), or a named source.
+
+    ``map_text`` is the content of the label/annotation file the key is in (as read, or
+    decoded), kept to find :attr:`line` only when an error needs it.
+    """
 
     source: str
     key: str | None = None
     secret: bool = False
-    map_text: str | None = dataclass_field(default=None, repr=False, compare=False)
+    map_text: str | bytes | None = dataclass_field(default=None, repr=False, compare=False)
 
     @property
     def line(self) -> int | None:
         """The 1-based line of ``key`` in a label/annotation file."""
         if self.map_text is None or self.key is None:
             return None
-        needle = f"{self.key}="
-        for number, text in enumerate(self.map_text.split("\n"), start=1):
+        needle = f"{self.key}=".encode("utf-8", errors="surrogateescape")
+        data = self.map_text
+        if isinstance(data, str):
+            data = data.encode("utf-8", errors="surrogateescape")
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a byte order mark is not part of a key
+        for number, text in enumerate(data.split(b"\n"), start=1):
             if text.startswith(needle):
                 return number
         return None
@@ -110,9 +122,9 @@ class BuildContext:
             self.volumes[directory] = read_settings_volume(self.settings_cls, directory)
         return self.volumes[directory]
 
-    def downward_map(self, file: str) -> tuple[dict[str, str], str, str] | None:
+    def downward_map(self, file: str) -> tuple[dict[str, str], str, bytes] | None:
         """The parsed label/annotation file ``file`` of the downward volume, its path and
-        its text; None when there is no such volume or file."""
+        its content; None when there is no such volume or file."""
         directory = config_value(self.settings_cls, "downward_api_dir")
         if directory is None:
             return None
@@ -120,10 +132,12 @@ class BuildContext:
         if snapshot is None or file not in snapshot.files:
             return None
         path = snapshot.file_path(file)
-        text = snapshot.files[file].decode("utf-8", errors="surrogateescape")
+        data = snapshot.files[file]
         if path not in self._maps:
-            self._maps[path] = parse_map(snapshot.files[file], source=path)
-        return self._maps[path], path, text
+            self._maps[path] = parse_map(data, source=path)
+        # The content stays bytes: decoding 256 KiB costs more than the rest of a lookup, and
+        # only an error message (Origin.line) ever needs it.
+        return self._maps[path], path, data
 
     def record(self, name: str, origin: Origin) -> None:
         """Note where ``name`` came from, unless a higher-priority source already did."""
@@ -206,20 +220,59 @@ class VolumeSource(PydanticBaseSettingsSource):
             if found is None:
                 continue
             value, origin = found
-            if isinstance(value, str) and self.field_is_complex(field):
+            if isinstance(value, str):
+                complex_, may_stay_text = self._complexity(field)
                 try:
-                    value = json.loads(value)
+                    value = json.loads(value) if complex_ else value
                 except json.JSONDecodeError as exc:
-                    self.context.problems.append(_json_problem(field_name, exc, origin))
-                    continue
-            key = field.alias or field_name
-            data[key] = value
-            self.context.record(key, origin)
+                    if not may_stay_text:
+                        self.context.problems.append(_json_problem(field_name, exc, origin))
+                        continue
+            data[input_key(field_name, field)] = value
+            self.context.record(field_name, origin)
         return data
+
+    def _complexity(self, field: FieldInfo) -> tuple[bool, bool]:
+        """Whether a text value of ``field`` is JSON, and whether text that is not JSON may
+        still be given to pydantic (``list[str] | str``). ``dict | None`` is JSON."""
+        if self.field_is_complex(field):
+            return True, False
+        members = [m for m in get_args(field.annotation) if m is not type(None)]
+        if get_origin(field.annotation) not in (Union, UnionType) or not members:
+            return False, False
+        complex_ = [self.field_is_complex(FieldInfo(annotation=m)) for m in members]
+        return any(complex_), not all(complex_)
 
     def _fields(self) -> Iterator[tuple[str, FieldInfo, FieldMapping]]:
         for field_name, field in self.settings_cls.model_fields.items():
             yield field_name, field, field_mapping(field)
+
+
+def input_key(field_name: str, field: FieldInfo) -> str:
+    """The key under which a source hands ``field``'s value to pydantic: one its validation
+    accepts (``validation_alias``, else ``alias``, else the name)."""
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias
+    if isinstance(alias, AliasChoices):
+        for choice in alias.choices:
+            if isinstance(choice, str):
+                return choice
+    return field.alias or field_name
+
+
+def field_names_by_key(settings_cls: type[BaseSettings]) -> dict[str, str]:
+    """Field names by every key that can stand for them in pydantic's data and errors
+    (names, aliases, validation aliases)."""
+    names: dict[str, str] = {}
+    for name, field in settings_cls.model_fields.items():
+        keys = [name, field.alias, field.validation_alias]
+        if isinstance(field.validation_alias, AliasChoices):
+            keys.extend(field.validation_alias.choices)
+        for key in keys:
+            if isinstance(key, str):
+                names.setdefault(key, name)
+    return names
 
 
 def _json_problem(field_name: str, exc: json.JSONDecodeError, origin: Origin) -> FieldProblem:
@@ -254,8 +307,9 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = self.inner()
+        names = field_names_by_key(self.settings_cls)
         for key in data:
-            self.context.record(key, Origin(source=self.origin, key=key))
+            self.context.record(names.get(key, key), Origin(source=self.origin, key=key))
         return data
 
     def __repr__(self) -> str:

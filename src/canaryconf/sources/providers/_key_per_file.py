@@ -48,5 +48,12 @@ class KeyPerFileSource(VolumeSource):
                         FieldProblem(field_name, "file is not valid UTF-8 text", origin.source, key)
                     )
                     return None
-                return text.removesuffix("\n").removesuffix("\r"), origin
+                return _drop_one_newline(text), origin
         return None
+
+
+def _drop_one_newline(text: str) -> str:
+    r"""``value\n`` and ``value\r\n`` give ``value``; a lone trailing ``\r`` is data."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")

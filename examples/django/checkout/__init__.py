@@ -1,0 +1,1 @@
+"""The checkout example service: canaryconf settings in a Django project."""

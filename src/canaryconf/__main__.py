@@ -1,0 +1,5 @@
+"""``python -m canaryconf``: the ``canaryconf`` command."""
+
+from canaryconf.cli import main
+
+main()

@@ -1,0 +1,2 @@
+"""The ``canaryconf`` command's subcommands, one module each; :mod:`canaryconf.cli` wires
+them to argparse."""

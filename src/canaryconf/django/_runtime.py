@@ -1,0 +1,340 @@
+"""The process's one canaryconf runtime: loaded by ``AppConfig.ready()``, used by the
+middleware, the management command and :func:`canaryconf.django.get_live_settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings as django_settings  # type: ignore[import-untyped]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+from django.core.signals import setting_changed  # type: ignore[import-untyped]
+from django.db import connections  # type: ignore[import-untyped]
+from django.utils import autoreload  # type: ignore[import-untyped]
+
+from canaryconf import signals as canaryconf_signals
+from canaryconf._errors import CanaryConfError
+from canaryconf._live import LiveSettings
+from canaryconf.change import Change
+from canaryconf.django import signals
+from canaryconf.django.conf import SETTING_NAME, Config
+from canaryconf.settings import CanarySettings
+
+__all__ = [
+    "PinnedSettings",
+    "Runtime",
+    "get_live_settings",
+    "management_command",
+    "pin",
+    "runtime",
+    "setup",
+    "watch_decision",
+]
+
+logger = logging.getLogger("canaryconf")
+
+S = TypeVar("S", bound=CanarySettings)
+
+#: The name of this app's management command (it must work when the settings do not load).
+COMMAND = "canaryconf"
+_MANAGE_SCRIPTS = frozenset({"manage.py", "django-admin", "django-admin.py"})
+
+
+@dataclass(frozen=True)
+class PinnedSettings(Generic[S]):
+    """The snapshot one request sees, with the generation and digest it came from.
+
+    ``settings`` is the frozen snapshot; ``rollout_role`` its rollout role (None without a
+    :class:`~canaryconf.RolloutInfo` field). Any other attribute is read from ``settings``,
+    so ``request.canaryconf.db_url`` is the snapshot's ``db_url`` (for a field named like
+    one of these four, write ``request.canaryconf.settings.<name>``).
+    """
+
+    settings: S
+    generation: str | None
+    digest: str
+    rollout_role: str | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.settings, name)
+
+
+def pin(live: LiveSettings[S]) -> PinnedSettings[S]:
+    """Snapshot, generation, digest and role of one version of ``live``.
+
+    They are separate properties and a reload in the watcher thread can swap between two
+    reads. A replaced snapshot never becomes current again, so when ``current`` is the same
+    object before and after, the values read in between belong to it.
+    """
+    while True:
+        settings = live.current
+        generation, digest, role = live.generation, live.digest, live.rollout_role
+        if live.current is settings:
+            return PinnedSettings(settings, generation, digest, role)
+
+
+@dataclass
+class Runtime:
+    """What ``ready()`` set up in this process."""
+
+    config: Config
+    live: LiveSettings[Any] | None
+    #: Why the settings did not load (only kept for the ``canaryconf`` command).
+    error: Exception | None
+    #: Whether processes like this one watch (now, or at their first request).
+    watch: bool
+    reason: str
+    #: The process in which the watcher was last made sure of.
+    started_pid: int | None = None
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's runtime; ``ImproperlyConfigured`` before the app is ready."""
+    current = _runtime
+    if current is None:
+        raise ImproperlyConfigured(
+            "canaryconf.django is not ready: add 'canaryconf.django' to INSTALLED_APPS"
+        )
+    return current
+
+
+def get_live_settings() -> LiveSettings[Any]:
+    """The :class:`~canaryconf.LiveSettings` that ``CANARYCONF`` configured.
+
+    >>> from canaryconf.django import get_live_settings   # doctest: +SKIP
+    >>> get_live_settings().generation                    # doctest: +SKIP
+    '..2026_11_26_10_00_00.123456789'
+    """
+    current = runtime()
+    if current.live is None:
+        raise ImproperlyConfigured(
+            f"settings.{SETTING_NAME} ({current.config.source}) did not load: {current.error}"
+        )
+    return current.live
+
+
+def setup() -> Runtime:
+    """Load the settings, connect mirroring and signals, and start the watcher where this
+    process serves requests. Runs once per process: a second ``ready()`` is a no-op."""
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+        config = Config.from_django(django_settings)
+        argv, pid = list(sys.argv), os.getpid()
+        watch, reason = watch_decision(argv, os.environ, config)
+        try:
+            instance = config.load()
+        except CanaryConfError as exc:
+            if management_command(argv) != COMMAND:
+                raise ImproperlyConfigured(
+                    f"settings.{SETTING_NAME}: {config.source} does not load: {exc}"
+                ) from exc
+            # Kept for `manage.py canaryconf validate/show`, which report it line by line.
+            _runtime = Runtime(config, None, exc, False, "the settings did not load")
+            return _runtime
+        _connect(instance, config)
+        _runtime = Runtime(config, instance, None, watch, reason)
+        now = watch and config.watch != "lazy"
+        if now:
+            _start(instance)
+            _runtime.started_pid = pid
+        logger.log(
+            logging.INFO if now else logging.DEBUG,
+            "canaryconf: %s loaded (generation %s); watcher %s: %s",
+            config.source,
+            instance.generation,
+            "started" if now else "at the first request" if watch else "not started",
+            reason,
+        )
+        return _runtime
+
+
+def ensure_watching() -> None:
+    """Make sure the watcher runs in this process; called by the middleware on every
+    request, it costs one ``getpid()`` once done.
+
+    The first request of a process that ``ready()`` did not run in (a worker forked from
+    a gunicorn ``--preload`` master), or of any process with ``WATCH: "lazy"``, starts the
+    watcher unless LiveSettings already restarted it at fork, and reloads once, so that
+    the request is served from the volume's current version.
+    """
+    current = _runtime
+    pid = os.getpid()
+    if current is None or not current.watch or current.started_pid == pid:
+        return
+    with _lock:
+        live = current.live
+        if current.started_pid == pid or live is None:
+            return
+        current.started_pid = pid  # one attempt per process, even if it fails
+        try:
+            _start(live)
+        except Exception:
+            logger.exception("canaryconf: could not start the watcher in process %d", pid)
+            return
+    logger.info("canaryconf: watcher running in process %d", pid)
+
+
+def _start(live: LiveSettings[Any]) -> None:
+    # Watch first, then reload: the snapshot may be old (read at import, or in the
+    # pre-fork master), and the watcher's own first look runs concurrently; this way it is
+    # current when the caller goes on.
+    live.start()
+    live.reload()
+
+
+def _reset_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# -- where to watch ------------------------------------------------------------------------
+
+
+def management_command(argv: Sequence[str]) -> str | None:
+    """The subcommand when this process runs ``manage.py``/``django-admin``/``python -m
+    django``, else None (a WSGI/ASGI server, a worker, a script)."""
+    if not argv:
+        return None
+    script = Path(argv[0])
+    if script.name in _MANAGE_SCRIPTS or (
+        script.name == "__main__.py" and script.parent.name == "django"
+    ):
+        return argv[1] if len(argv) > 1 else "help"
+    return None
+
+
+def watch_decision(
+    argv: Sequence[str], environ: Mapping[str, str], config: Config
+) -> tuple[bool, str]:
+    """Whether this process should watch, and why.
+
+    - ``WATCH: False`` -> never (``"lazy"`` decides the same as True; it only moves the
+      start to the first request);
+    - a server that imported the project (gunicorn, uwsgi, daphne, celery...) -> yes;
+    - ``manage.py runserver`` -> only in the autoreloader's child (``RUN_MAIN=true``), or
+      in the one process of ``--noreload``; the parent only restarts the child;
+    - other ``SERVER_COMMANDS`` -> yes; any other management command -> no.
+    """
+    if config.watch is False:
+        return False, "WATCH is False"
+    command = management_command(argv)
+    if command is None:
+        return True, "server process"
+    if command not in config.server_commands:
+        return False, f"management command {command!r}"
+    if command == "runserver" and "--noreload" not in argv:
+        if environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true":
+            return False, "runserver's autoreloader parent"
+        return True, "runserver's autoreloaded child"
+    return True, f"management command {command!r}"
+
+
+# -- mirroring, signals, autoreloader ------------------------------------------------------
+
+
+def _connect(live: LiveSettings[Any], config: Config) -> None:
+    mirror = dict(config.mirror)
+    current = live.current
+    for field_name, setting in mirror.items():
+        _set_setting(setting, getattr(current, field_name))
+
+    def on_change(sender: LiveSettings[Any], *, change: Change[Any], **kwargs: Any) -> Any:
+        for field_name in change.fields & mirror.keys():
+            _set_setting(mirror[field_name], getattr(change.new, field_name))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            _send_django_signal(sender, change)
+            return None
+        # In the watcher's event loop: Django receivers (ORM calls, async_to_sync) must not
+        # run in a thread with a running loop, so hand them to a worker thread.
+        return asyncio.to_thread(_send_django_signal_in_worker_thread, sender, change)
+
+    canaryconf_signals.settings_changed.connect(on_change, sender=live, weak=False)
+    autoreload.file_changed.connect(
+        _volume_file_changed, weak=False, dispatch_uid="canaryconf-volume-not-a-source"
+    )
+    setting_changed.connect(_canaryconf_overridden, dispatch_uid="canaryconf-setting-changed")
+
+
+def _set_setting(name: str, value: Any) -> None:
+    # LazySettings caches each setting read in its __dict__, and its own __setattr__ drops
+    # the cached value *before* writing the new one, so a request thread reading in between
+    # caches the old value for good. Write first, then drop the cache: a reader then
+    # always finds the new value. Reading it back caches it again, so that readers take
+    # the cached path, with no window at all, at the next change.
+    setattr(django_settings._wrapped, name, value)
+    django_settings.__dict__.pop(name, None)
+    getattr(django_settings, name)
+
+
+def _send_django_signal(sender: LiveSettings[Any], change: Change[Any]) -> None:
+    for receiver, outcome in signals.settings_changed.send_robust(sender, change=change):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "canaryconf: Django receiver %r of settings_changed raised",
+                receiver,
+                exc_info=outcome,
+            )
+
+
+def _send_django_signal_in_worker_thread(sender: LiveSettings[Any], change: Change[Any]) -> None:
+    try:
+        _send_django_signal(sender, change)
+    finally:
+        # Connections are per thread and this thread is not a request's: close what the
+        # receivers opened here, as Django does at the end of a request.
+        try:
+            connections.close_all()
+        except Exception:
+            logger.debug("canaryconf: closing database connections failed", exc_info=True)
+
+
+def _volume_dirs() -> list[str]:
+    current = _runtime
+    if current is None or current.live is None:
+        return []
+    dirs = []
+    for directory in current.live.volume_dirs:
+        dirs.append(os.path.abspath(directory))
+        dirs.append(os.path.realpath(directory))
+    return dirs
+
+
+def _volume_file_changed(sender: Any, file_path: Path, **kwargs: Any) -> bool:
+    """Django's autoreloader asks receivers before restarting: True means "handled".
+    A volume file is settings, not source code; a change is a reload, never a restart."""
+    candidates = {os.path.abspath(file_path), os.path.realpath(file_path)}
+    return any(
+        path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+        for directory in _volume_dirs()
+        for path in candidates
+    )
+
+
+def _canaryconf_overridden(setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        logger.warning(
+            "canaryconf: settings.%s is read once when the app is ready; overriding it"
+            " changes nothing",
+            SETTING_NAME,
+        )

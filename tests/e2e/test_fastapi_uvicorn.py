@@ -1,0 +1,258 @@
+"""The FastAPI example under the real uvicorn with two workers follows a whole release.
+
+``uvicorn examples.fastapi.app:app --workers 2`` serves a volume that a KubeletWriter
+swaps through canary, a second canary, promotion to stable and an invalid annotation.
+Over HTTP only: every worker serves each valid version within two seconds, no response
+mixes two versions, the invalid one is rejected while the last good one keeps serving,
+and SIGTERM stops every process.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _support import (
+    ROOT,
+    ServerProcess,
+    SwapScenario,
+    fetch_json,
+    free_port,
+    poll_until,
+    start_server,
+    thread_count,
+)
+
+WORKERS = 2
+SWAP_DEADLINE = 2.0
+STARTUP_TIMEOUT = 20.0
+#: ``Connection: close`` on every request. uvicorn keeps connections alive and asyncio
+#: accepts every pending connection in one go, so a pool of kept-alive connections can all
+#: belong to one worker and never reach the other (about one poll in ten, measured).
+FRESH = {"Connection": "close"}
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextmanager
+def http_clients(count: int) -> Iterator[list[httpx.Client]]:
+    """``count`` clients that open a new connection per request. Made once per test: a
+    client takes tens of milliseconds to create, which would count as swap latency."""
+    clients = [httpx.Client(timeout=2.0, trust_env=False, headers=FRESH) for _ in range(count)]
+    try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def poll_each_worker(
+    clients: list[httpx.Client],
+    url: str,
+    *,
+    until: Callable[[Any], bool],
+    timeout: float,
+    check: Callable[[Any], None],
+) -> dict[int, Any]:
+    """GET ``url`` from one thread per client until each of the ``WORKERS`` pids has
+    answered a body for which ``until(body)`` holds; return the first such body of each
+    pid. ``check(body)`` runs on every body. Fails after ``timeout`` seconds, with the
+    last answer of each pid."""
+    deadline = time.monotonic() + timeout
+    done: dict[int, Any] = {}
+    last: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(client: httpx.Client) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if len(done) >= WORKERS or errors:
+                    return
+            try:
+                response = client.get(url)
+                assert response.status_code == 200, f"{url}: {response.status_code}"
+                body = response.json()
+                check(body)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                last[body["pid"]] = body
+                if until(body):
+                    done.setdefault(body["pid"], body)
+
+    threads = [threading.Thread(target=run, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 5.0)
+    if errors:
+        raise errors[0]
+    if len(done) < WORKERS:
+        raise AssertionError(
+            f"{url}: {len(done)} of {WORKERS} workers got there within {timeout}s;"
+            f" last answer of each pid: {last}"
+        )
+    return done
+
+
+@contextmanager
+def hammer(url: str) -> Iterator[list[Any]]:
+    """GET ``url`` continuously in the background for the duration of the block; yields
+    the list the bodies are collected in (to check once the scenario knows every
+    generation: one written a moment ago may be served before the scenario records it)."""
+    bodies: list[Any] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(timeout=2.0, trust_env=False, headers=FRESH) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get(url)
+                    assert response.status_code == 200, f"{url}: {response.status_code}"
+                    bodies.append(response.json())
+                except BaseException as exc:
+                    errors.append(exc)
+                    return
+
+    thread = threading.Thread(target=run, name="hammer")
+    thread.start()
+    try:
+        yield bodies
+    finally:
+        stop.set()
+        thread.join(5.0)
+    assert not thread.is_alive(), "the background requests did not stop"
+    if errors:
+        raise errors[0]
+
+
+def status_as_checkout(body: dict[str, Any]) -> dict[str, Any]:
+    """A ``/-/canaryconf`` body in the shape of a checkout response, for SwapScenario."""
+    settings = body["settings"]
+    return {
+        "generation": body["generation"],
+        "pid": body["pid"],
+        "db_url": settings["db_url"],
+        "new_checkout": settings["new_checkout"],
+        "role": settings["rollout"]["role"],
+    }
+
+
+def start_uvicorn(volume: Path) -> AbstractContextManager[ServerProcess]:
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "examples.fastapi.app:app",
+        "--workers",
+        str(WORKERS),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+    return start_server(
+        cmd,
+        port=port,
+        env={"PODINFO_DIR": str(volume), "PYTHONUNBUFFERED": "1"},
+        cwd=ROOT,
+        timeout=STARTUP_TIMEOUT,
+    )
+
+
+def test_uvicorn_workers_follow_a_release(tmp_path: Path) -> None:
+    scenario = SwapScenario(tmp_path / "podinfo")
+    first, *steps = scenario.steps
+    generation = scenario.write(first)
+
+    with start_uvicorn(scenario.volume) as server, http_clients(4) as clients:
+        checkout = f"{server.base_url}/checkout"
+        status = f"{server.base_url}/-/canaryconf"
+        poll_until(
+            lambda: fetch_json(checkout),
+            timeout=STARTUP_TIMEOUT,
+            ignore=(httpx.HTTPError, AssertionError),
+            message="first response",
+        )
+        started = poll_each_worker(
+            clients,
+            status,
+            until=lambda b: b["watching"] and b["generation"] == generation,
+            timeout=STARTUP_TIMEOUT,
+            check=lambda b: scenario.check(status_as_checkout(b)),
+        )
+        workers = set(started)
+        assert workers <= set(server.children())
+        # The watcher lives in each worker's event loop: no thread besides the main one
+        # and the health-check thread of uvicorn's supervisor.
+        assert {pid: thread_count(pid) for pid in workers} == dict.fromkeys(workers, 2)
+
+        latencies = {}
+        with hammer(checkout) as background:
+            for step in steps:
+                written = time.monotonic()
+                generation = scenario.write(step)
+                if step.expected is not None:
+                    poll_each_worker(
+                        clients,
+                        checkout,
+                        until=lambda b, g=generation: b["generation"] == g,
+                        timeout=SWAP_DEADLINE,
+                        check=scenario.check,
+                    )
+                else:
+                    rejected = poll_each_worker(
+                        clients,
+                        status,
+                        until=lambda b: b["last_error"] is not None,
+                        timeout=SWAP_DEADLINE,
+                        check=lambda b: scenario.check(status_as_checkout(b)),
+                    )
+                    for body in rejected.values():
+                        assert body["generation"] == scenario.last_good
+                        assert body["last_error"].startswith("SettingsValidationError: ")
+                        assert "new_checkout" in body["last_error"]
+                        assert "maybe" not in body["last_error"]
+                    poll_each_worker(
+                        clients,
+                        checkout,
+                        until=lambda b: b["generation"] == scenario.last_good,
+                        timeout=SWAP_DEADLINE,
+                        check=scenario.check,
+                    )
+                latencies[step.name] = time.monotonic() - written
+            # The last good version keeps serving, from every worker.
+            mark = len(background)
+            poll_until(
+                lambda: {b["pid"] for b in background[mark + 20 :]} == workers,
+                timeout=5.0,
+                message="background requests to every worker",
+            )
+            assert {b["generation"] for b in background[mark:]} == {scenario.last_good}
+
+        assert max(latencies.values()) < SWAP_DEADLINE, latencies
+        for body in background:
+            scenario.check(body)
+
+        assert set(server.children()) >= workers
+        assert server.stop(signal.SIGTERM) == 0
+        output = server.output()  # the log goes with the block
+
+    assert output.count("Application shutdown complete.") == WORKERS, output
+    assert len(re.findall(r"pod \d+ is stable now", output)) == WORKERS, output
+    assert "Traceback" not in output, output

@@ -1,0 +1,111 @@
+"""The Flask example under the real gunicorn, two workers, with and without --preload,
+following a canary release written the way the kubelet writes it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _support import (
+    ROOT,
+    SwapScenario,
+    fetch_json,
+    free_port,
+    poll_workers,
+    start_server,
+    thread_count,
+)
+
+pytest.importorskip("flask")
+gunicorn_config = pytest.importorskip("gunicorn.config")
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pre-fork server on Linux")
+
+WORKERS = 2
+SWAP_DEADLINE = 2.0  # every worker serves a new version this soon after the kubelet's swap
+
+
+def gunicorn_cmd(port: int, *, preload: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(WORKERS), "-b", f"127.0.0.1:{port}"]
+    cmd += ["--chdir", str(ROOT / "examples" / "flask"), "--graceful-timeout", "5"]
+    if _has_option("--no-control-socket"):  # gunicorn >= 24 opens one in $HOME otherwise
+        cmd.append("--no-control-socket")
+    if preload:
+        cmd.append("--preload")
+    return [*cmd, "app:app"]
+
+
+def _has_option(flag: str) -> bool:
+    return any(flag in (setting.cli or ()) for setting in gunicorn_config.KNOWN_SETTINGS)
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["fork-then-import", "preload"])
+def test_every_worker_follows_the_release_without_mixing_versions(
+    tmp_path: Path, preload: bool
+) -> None:
+    scenario = SwapScenario(tmp_path / "podinfo")
+    stable, *swaps, invalid = scenario.steps
+    assert invalid.expected is None
+    scenario.write(stable)
+    port = free_port()
+    env = {"PODINFO_DIR": str(scenario.volume), "PYTHONUNBUFFERED": "1"}
+    with start_server(gunicorn_cmd(port, preload=preload), port=port, env=env) as server:
+        checkout = f"{server.base_url}/checkout"
+        status_url = f"{server.base_url}/-/canaryconf"
+
+        def serves(generation: str) -> Any:
+            return lambda body: body["generation"] == generation
+
+        # Workers forked from a --preload master loaded `stable` there and watch nothing
+        # until their first request; this version must still reach them, in time.
+        for step in swaps:
+            generation = scenario.write(step)
+            seen = poll_workers(
+                checkout,
+                workers=WORKERS,
+                until=serves(generation),
+                timeout=SWAP_DEADLINE,
+                check=scenario.check,
+            )
+            if step is swaps[0]:
+                workers = set(seen)
+                assert len(workers) == WORKERS
+                assert set(server.children()) == workers
+            assert set(seen) == workers, "a worker was replaced"
+
+        good = scenario.last_good
+        scenario.write(invalid)
+        rejected = poll_workers(
+            status_url,
+            workers=WORKERS,
+            until=lambda body: body["last_error"] is not None,
+            timeout=SWAP_DEADLINE,
+        )
+        assert set(rejected) == workers
+        for status in rejected.values():
+            assert status["generation"] == good
+            assert status["rollout_role"] == "stable"
+            assert status["watching"] is True
+            assert status["last_error"].startswith("SettingsValidationError:")
+            assert "new_checkout" in status["last_error"]
+            assert "maybe" not in status["last_error"]
+        poll_workers(
+            checkout,
+            workers=WORKERS,
+            until=serves(good),
+            timeout=SWAP_DEADLINE,
+            check=scenario.check,
+        )
+        reload = fetch_json(f"{server.base_url}/-/canaryconf/reload", method="POST", status=None)
+        assert reload["generation"] == good
+        assert reload["last_error"] == rejected[reload["pid"]]["last_error"]
+
+        # One watcher per worker (main thread + canaryconf's), none in the master.
+        assert {pid: thread_count(pid) for pid in workers} == dict.fromkeys(workers, 2)
+        assert thread_count(server.pid) == 1
+
+        assert server.stop(signal.SIGTERM, timeout=10.0) == 0, server.output()
+        assert server.group() == []

@@ -1,0 +1,577 @@
+"""Tests of canaryconf.downward: the label/annotation file format of a downwardAPI volume."""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from canaryconf import downward
+from canaryconf._errors import DownwardAPIFormatError
+from canaryconf.downward import format_map, parse_map, quote, unquote
+
+VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "downward-maps.jsonl"
+
+
+# --------------------------------------------------------------------------------------------
+# Shared vectors (rendered by Go itself)
+
+
+def _vectors() -> Iterator[tuple[int, str, dict[str, str]]]:
+    if not VECTORS.is_file():
+        pytest.fail(
+            f"test vectors not found at {VECTORS}: the shared/ directory must sit beside the "
+            "project checkout (CI provides it)"
+        )
+    with VECTORS.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                vector = json.loads(line)
+                yield number, vector["file"], vector["map"]
+
+
+def test_shared_vectors_parse_and_render_exactly() -> None:
+    count = 0
+    for number, file, mapping in _vectors():
+        assert parse_map(file, source=f"vector {number}") == mapping, f"vector line {number}"
+        assert parse_map(file.encode("utf-8")) == mapping, f"vector line {number} (bytes)"
+        assert format_map(mapping) == file, f"vector line {number}"
+        count += 1
+    assert count >= 100, f"only {count} vectors in {VECTORS}"
+
+
+def test_shared_vectors_keep_key_order_of_the_file() -> None:
+    for _number, file, mapping in _vectors():
+        assert list(parse_map(file)) == sorted(mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# A reference reader, written independently of the module and as plainly as possible:
+# Go's strconv.Unquote one character at a time, plus this module's line rules.
+
+
+class _Bad(Exception):
+    def __init__(self, line: int, key: str | None) -> None:
+        super().__init__(line, key)
+        self.line = line
+        self.key = key
+
+
+_SIMPLE = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, '"': 34}
+_HEX = "0123456789abcdefABCDEF"
+
+
+def _go_decode(data: bytes) -> str:
+    """Bytes to str as Go ranges over a string: each invalid byte is one U+FFFD."""
+    out = []
+    i = 0
+    while i < len(data):
+        for width in (1, 2, 3, 4):
+            try:
+                out.append(data[i : i + width].decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+            i += width
+            break
+        else:
+            out.append("\ufffd")
+            i += 1
+    return "".join(out)
+
+
+def _reference_unquote(quoted: str) -> str | None:
+    """Go's strconv.Unquote for a double-quoted string, minus raw control characters; None
+    when invalid."""
+    if len(quoted) < 2 or quoted[0] != '"' or quoted[-1] != '"':
+        return None
+    body = quoted[1:-1]
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        char = body[i]
+        if char == '"' or ord(char) < 0x20 or ord(char) == 0x7F or 0xD800 <= ord(char) < 0xE000:
+            return None
+        if char != "\\":
+            out += char.encode("utf-8")
+            i += 1
+            continue
+        if i + 1 >= len(body):
+            return None
+        kind = body[i + 1]
+        if kind in _SIMPLE:
+            out.append(_SIMPLE[kind])
+            i += 2
+        elif kind in "xuU":
+            size = {"x": 2, "u": 4, "U": 8}[kind]
+            digits = body[i + 2 : i + 2 + size]
+            if len(digits) != size or any(d not in _HEX for d in digits):
+                return None
+            value = int(digits, 16)
+            if kind == "x":
+                out.append(value)
+            elif value > 0x10FFFF or 0xD800 <= value < 0xE000:
+                return None
+            else:
+                out += chr(value).encode("utf-8")
+            i += 2 + size
+        elif kind in "01234567":
+            digits = body[i + 1 : i + 4]
+            if len(digits) != 3 or any(d not in "01234567" for d in digits):
+                return None
+            value = int(digits, 8)
+            if value > 255:
+                return None
+            out.append(value)
+            i += 4
+        else:
+            return None
+    return _go_decode(bytes(out))
+
+
+def _reference_parse(text: str) -> dict[str, str]:
+    text = text.removeprefix("\ufeff")
+    if text.endswith("\n"):
+        text = text[:-1].removesuffix("\r")
+    if not text:
+        return {}
+    result: dict[str, str] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")  # noqa: PLW2901
+        key, equals, quoted = line.partition("=")
+        if not equals or not key:
+            raise _Bad(number, None)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) < 0xE000 for c in key):
+            raise _Bad(number, None)
+        value = _reference_unquote(quoted)
+        if value is None or key in result:
+            raise _Bad(number, key)
+        result[key] = value
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Property tests
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?"
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+qualified_names = st.builds(
+    lambda prefix, name: f"{prefix}/{name}" if prefix else name,
+    st.none() | st.from_regex(rf"{_DNS_LABEL}(\.{_DNS_LABEL}){{0,3}}", fullmatch=True),
+    st.from_regex(_NAME, fullmatch=True),
+)
+any_text = st.text(st.characters(exclude_categories=("Cs",)))
+# Characters that exercise the escapes and every shortcut of the parser.
+_TRICKY = list("\"\\=#\n\r\t\x00\x1b\x7f\x85 é数😀\u200b\u2028\ufeff\U000e0001xuU07avb/'{}[],:")
+tricky_text = st.text(st.sampled_from(_TRICKY) | st.characters(exclude_categories=("Cs",)))
+values = any_text | tricky_text
+maps = st.dictionaries(qualified_names, values, max_size=12)
+
+
+@given(maps)
+def test_parse_inverts_format(mapping: dict[str, str]) -> None:
+    file = format_map(mapping)
+    assert parse_map(file) == mapping
+    assert parse_map(file.encode("utf-8")) == mapping
+
+
+@given(maps)
+def test_rendered_file_renders_again_identically(mapping: dict[str, str]) -> None:
+    file = format_map(mapping)
+    assert format_map(parse_map(file)) == file
+    assert format_map(parse_map(file.encode("utf-8"))) == file
+
+
+@given(maps)
+def test_trailing_newline_and_crlf_are_accepted(mapping: dict[str, str]) -> None:
+    file = format_map(mapping)
+    crlf = file.replace("\n", "\r\n")  # values never hold a raw newline
+    for variant in (file + "\n", crlf, crlf + "\r\n"):
+        assert parse_map(variant) == mapping
+        assert parse_map(variant.encode("utf-8")) == mapping
+
+
+@given(maps)
+def test_file_layout_is_the_kubelets(mapping: dict[str, str]) -> None:
+    file = format_map(mapping)
+    lines = file.split("\n") if file else []
+    assert [line.partition("=")[0] for line in lines] == sorted(mapping)
+    assert all(line.partition("=")[2] == quote(mapping[line.partition("=")[0]]) for line in lines)
+    assert not file.endswith("\n")
+
+
+@st.composite
+def mangled_files(draw: st.DrawFn) -> str:
+    """A rendered file with a few characters inserted, deleted or replaced."""
+    text = format_map(draw(maps))
+    for _ in range(draw(st.integers(0, 4))):
+        position = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(["insert", "delete", "replace"]))
+        char = draw(st.sampled_from([*_TRICKY, "\\x", "\\u", "\\U00", "\\8", "\\400", "\ud800"]))
+        if action == "insert":
+            text = text[:position] + char + text[position:]
+        elif action == "delete":
+            text = text[:position] + text[position + 1 :]
+        else:
+            text = text[:position] + char + text[position + 1 :]
+    return text
+
+
+def _check_against_reference(text: str) -> None:
+    """parse_map, on ``text`` and on its UTF-8 bytes, returns what the reference reader
+    returns, or raises for the same line and key."""
+    try:
+        expected = _reference_parse(text)
+    except _Bad as bad:
+        with pytest.raises(DownwardAPIFormatError) as info:
+            parse_map(text, source="f")
+        assert (info.value.line, info.value.key) == (bad.line, bad.key)
+    else:
+        assert parse_map(text) == expected
+    # bytes go through their own fast path; a str with a lone surrogate has no bytes form.
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return
+    try:
+        expected = _reference_parse(text)
+    except _Bad as bad:
+        with pytest.raises(DownwardAPIFormatError) as info:
+            parse_map(data, source="f")
+        assert (info.value.line, info.value.key) == (bad.line, bad.key)
+    else:
+        assert parse_map(data) == expected
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(mangled_files())
+def test_parser_agrees_with_the_reference_reader(text: str) -> None:
+    _check_against_reference(text)
+
+
+# Pieces of lines, valid and not, for files assembled at random.
+_FRAGMENTS = [
+    *("a", "k", "x/y", "=", '"', "\\", '\\"', "\\\\", "\\n", "\\t", "\\x41", "\\xc3", "\\xa9"),
+    *("\\xff", "\\u00e9", "\\ud800", "\\U0001f600", "\\U00110000", "\\101", "\\400", "\\a"),
+    *("\\v", "\\/", "\\'", "\\q", " ", "\t", "\r", "\n", "\x00", "\x7f", "é", "😀", "\u200b"),
+    *("{", "}", ",", ":", "[", "]", "\\u12", "\\x4", "\\U0000d800", "word", '""', '="', '"\n'),
+]
+_BODY_FRAGMENTS = [*_FRAGMENTS[9:20], "word", " ", "é", "😀", "{", "}", ","]
+
+
+@st.composite
+def assembled_files(draw: st.DrawFn) -> str:
+    """Lines of key="body" with bodies made of escapes and text, some of them broken by a
+    fragment, and lines of fragments; joined by LF or CRLF, maybe with a trailing end."""
+    lines = []
+    for _ in range(draw(st.integers(0, 8))):
+        if draw(st.booleans()) or draw(st.booleans()):
+            key = draw(st.sampled_from(["a", "b", "k", "x/y", "z"])) + str(draw(st.integers(0, 3)))
+            body = "".join(draw(st.lists(st.sampled_from(_BODY_FRAGMENTS), max_size=6)))
+            line = f'{key}="{body}"'
+            if draw(st.booleans()):
+                position = draw(st.integers(0, len(line)))
+                cut = draw(st.integers(0, 1))
+                line = line[:position] + draw(st.sampled_from(_FRAGMENTS)) + line[position + cut :]
+        else:
+            line = "".join(draw(st.lists(st.sampled_from(_FRAGMENTS), max_size=8)))
+        lines.append(line)
+    text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
+    return text + draw(st.sampled_from(["", "", "\n", "\r\n", "\r", " "]))
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(assembled_files())
+def test_parser_agrees_with_the_reference_reader_on_assembled_files(text: str) -> None:
+    _check_against_reference(text)
+
+
+def test_only_one_carriage_return_per_line_end() -> None:
+    for text in ['a="1"\r\r\nb="2"', 'a="\\x41"\r\r\nb="2"', 'a="\\xa9"\r\r\nb="é"']:
+        for variant in (text, text.encode("utf-8")):
+            with pytest.raises(DownwardAPIFormatError, match="after the closing quote") as info:
+                parse_map(variant)
+            assert (info.value.line, info.value.key) == (1, "a")
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_parse_or_raise_the_format_error(data: bytes) -> None:
+    try:
+        result = parse_map(data)
+    except DownwardAPIFormatError:
+        return
+    assert result == _reference_parse(data.decode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# Accepted input
+
+
+def test_examples() -> None:
+    assert parse_map("") == {}
+    assert parse_map(b"") == {}
+    assert parse_map('app="shop"\nrole="canary"') == {"app": "shop", "role": "canary"}
+    assert parse_map('a=""') == {"a": ""}
+    assert parse_map('eq="a=b=c"\nhash="#x"\nsp="  x  "') == {
+        "eq": "a=b=c",
+        "hash": "#x",
+        "sp": "  x  ",
+    }
+    assert parse_map('j="{\\"a\\": [1, \\"=\\"]}"') == {"j": '{"a": [1, "="]}'}
+
+
+def test_input_types() -> None:
+    expected = {"a": "é"}
+    assert parse_map('a="é"') == expected
+    assert parse_map('a="é"'.encode()) == expected
+    assert parse_map(bytearray('a="é"'.encode())) == expected
+    assert parse_map(memoryview('a="é"'.encode())) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("\n", {}),
+        ("\r\n", {}),
+        ('a="1"\n', {"a": "1"}),
+        ('a="1"\r\n', {"a": "1"}),
+        ('a="1"\r\nb="2"', {"a": "1", "b": "2"}),
+        ('a="1"\r\nb="\\t"\r\n', {"a": "1", "b": "\t"}),
+        ('\ufeffa="1"', {"a": "1"}),
+    ],
+)
+def test_line_ends_and_byte_order_mark(text: str, expected: dict[str, str]) -> None:
+    assert parse_map(text) == expected
+    assert parse_map(text.encode("utf-8")) == expected
+
+
+@pytest.mark.parametrize(
+    ("escaped", "value"),
+    [
+        ('\\a\\b\\f\\n\\r\\t\\v\\\\\\"', '\a\b\f\n\r\t\v\\"'),
+        ("\\x41\\x7f\\x00", "A\x7f\x00"),
+        ("\\101\\000\\177", "A\x00\x7f"),
+        ("\\u00e9\\u200b\\uFFFD", "é\u200b\ufffd"),
+        ("\\U0001F600\\U0010ffff", "😀\U0010ffff"),
+        # byte escapes spell UTF-8 together, also with literal text around them
+        ("caf\\xc3\\xa9", "café"),
+        ("caf\\303\\251", "café"),
+        ("\\xf0\\x9f\\x98\\x80", "😀"),
+        # invalid UTF-8 from byte escapes: one U+FFFD per bad byte, as Go reads it
+        ("\\xff", "\ufffd"),
+        ("a\\xffb\\xfe", "a\ufffdb\ufffd"),
+        ("\\xe2\\x82A", "\ufffd\ufffdA"),
+        ("\\xc3©", "\ufffd©"),
+        ("\\xed\\xa0\\x80", "\ufffd\ufffd\ufffd"),
+        ("\\\\x41", "\\x41"),
+        ("\\\\\\x41", "\\A"),
+    ],
+)
+def test_escapes(escaped: str, value: str) -> None:
+    file = f'k="{escaped}"'
+    assert parse_map(file) == {"k": value}
+    assert parse_map(file.encode("utf-8")) == {"k": value}
+    assert unquote(f'"{escaped}"') == value
+    # also on a later line of a file that takes the fast paths
+    big = f'a="plain"\nb="{{\\"json\\": 1}}\\n"\nk="{escaped}"\nz="é"'
+    assert parse_map(big)["k"] == value
+    assert parse_map(big.encode("utf-8"))["k"] == value
+
+
+def test_any_literal_character_is_accepted() -> None:
+    # printable or not by some Unicode table, literal characters other than raw controls are
+    # taken as they are (Go's table may be older or newer than Python's)
+    for char in ["\u00a0", "\u200b", "\u2028", "\ue000", "\U000e0001", "\u0378", "\x85", "😀"]:
+        assert parse_map(f'k="{char}"') == {"k": char}
+        assert parse_map(f'k="\\"{char}"') == {"k": f'"{char}'}
+
+
+# --------------------------------------------------------------------------------------------
+# Malformed input: precise, and never leaking the value
+
+TOKEN = "s3cr3t-TOKEN-7f3a9c"
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "line_key", "reason"),
+    [
+        (f'secret="{TOKEN}', "secret", "unterminated"),
+        (f'secret="{TOKEN}\\"', "secret", "unterminated"),
+        (f'secret="{TOKEN}\\', "secret", "unterminated"),
+        (f'secret="{TOKEN}\\q"', "secret", "unknown escape"),
+        (f'secret="{TOKEN}\\/"', "secret", "unknown escape"),
+        (f'secret="{TOKEN}\\8"', "secret", "unknown escape"),
+        (f'secret="{TOKEN}\\\'"', "secret", "\\'"),
+        (f'secret="{TOKEN}\\xZZ"', "secret", "\\x"),
+        (f'secret="{TOKEN}\\x4"', "secret", "\\x"),
+        (f'secret="{TOKEN}\\u12G4"', "secret", "\\u"),
+        (f'secret="{TOKEN}\\U0001F60"', "secret", "\\U"),
+        (f'secret="{TOKEN}\\400"', "secret", "octal"),
+        (f'secret="{TOKEN}\\12x"', "secret", "octal"),
+        (f'secret="{TOKEN}\\ud800"', "secret", "surrogate"),
+        (f'secret="{TOKEN}\\uDFFF"', "secret", "surrogate"),
+        (f'secret="{TOKEN}\\U0000d800"', "secret", "surrogate"),
+        (f'secret="\\ud83d\\ude00{TOKEN}"', "secret", "surrogate"),
+        (f'secret="{TOKEN}\\U00110000"', "secret", "U+10FFFF"),
+        (f'secret="{TOKEN}\tx"', "secret", "control"),
+        (f'secret="{TOKEN}\x00"', "secret", "control"),
+        (f'secret="{TOKEN}\x7f"', "secret", "control"),
+        (f'secret="{TOKEN}\rx"', "secret", "control"),
+        (f'secret="{TOKEN}\ud800"', "secret", "surrogate"),
+        (f'secret="{TOKEN}"x', "secret", "after the closing quote"),
+        (f'secret="{TOKEN}" ', "secret", "after the closing quote"),
+        (f'secret="a"{TOKEN}"', "secret", "after the closing quote"),
+        (f'secret="a\\\\"{TOKEN}"', "secret", "after the closing quote"),
+        (f"secret={TOKEN}", "secret", "does not start with a double quote"),
+        (f'secret= "{TOKEN}"', "secret", "does not start with a double quote"),
+        (f"secret{TOKEN}", None, "missing '='"),
+        (f'"{TOKEN}"', None, "missing '='"),
+        (f'="{TOKEN}"', None, "empty key"),
+        ("", None, "empty line"),
+        ('a="duplicate"', "a", "duplicate key"),
+        (f'sec\x01ret="{TOKEN}"', None, "control character in key"),
+    ],
+)
+@pytest.mark.parametrize(
+    "before",
+    [
+        "",
+        'a="plain"\n',
+        'a="one"\nb="{\\"json\\": \\"x\\"}\\n"\n',
+        'a="\\x1b[0m"\nb="é"\n',
+    ],
+    ids=["first-line", "plain-file", "json-escapes", "go-escapes"],
+)
+@pytest.mark.parametrize("after", ["", '\nzz="after"'], ids=["last", "middle"])
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_malformed_lines(
+    *, bad_line: str, line_key: str | None, reason: str, before: str, after: str, as_bytes: bool
+) -> None:
+    if bad_line == "" and not before:
+        pytest.skip("an empty first line is a file starting with a newline")
+    if bad_line == "" and not after:
+        pytest.skip("an empty last line is the accepted trailing newline")
+    if line_key == "a" and not before:
+        pytest.skip("a duplicate needs an earlier line")
+    if "\ud800" in bad_line and as_bytes:
+        pytest.skip("a lone surrogate has no UTF-8 form")
+    text = before + bad_line + after
+    line = before.count("\n") + 1
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map(text.encode("utf-8") if as_bytes else text, source="/etc/podinfo/annotations")
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert (err.line, err.key, err.source) == (line, line_key, "/etc/podinfo/annotations")
+    message = str(err)
+    assert message.startswith(f"/etc/podinfo/annotations, line {line}")
+    assert reason in err.reason
+    if line_key is not None:
+        assert repr(line_key) in message
+    for leak in (TOKEN, TOKEN[:6], "7f3a9c"):
+        assert leak not in message
+        assert leak not in repr(err)
+    assert err.__cause__ is None
+
+
+def test_invalid_utf8_names_the_line_and_key() -> None:
+    data = b'a="1"\nsecret="' + TOKEN.encode() + b'\xff"\nb="2"'
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map(data, source="annotations")
+    err = info.value
+    assert (err.line, err.key) == (2, "secret")
+    assert "UTF-8" in str(err)
+    assert TOKEN not in str(err)
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map(b"\xffkey=" + TOKEN.encode(), source="annotations")
+    assert (info.value.line, info.value.key) == (1, None)
+
+
+def test_error_without_source() -> None:
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map('a="1"\nb')
+    assert str(info.value).startswith("line 2: ")
+    assert info.value.source is None
+
+
+def test_empty_lines_are_errors_except_one_trailing_newline() -> None:
+    assert parse_map('a="1"\n') == {"a": "1"}
+    for text, line in [('a="1"\n\n', 2), ('\na="1"', 1), ('a="1"\n\nb="2"', 2), ("\n\n", 1)]:
+        with pytest.raises(DownwardAPIFormatError, match="empty line") as info:
+            parse_map(text)
+        assert info.value.line == line
+
+
+def test_unquote_rejects_and_never_leaks() -> None:
+    assert unquote('""') == ""
+    for bad in [TOKEN, f'"{TOKEN}', f'"{TOKEN}\\q"', f'"{TOKEN}"x', f'"{TOKEN}\n"']:
+        with pytest.raises(DownwardAPIFormatError) as info:
+            unquote(bad)
+        assert TOKEN not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("", '""'),
+        ("shop", '"shop"'),
+        ('say "hi" \\o/', '"say \\"hi\\" \\\\o/"'),
+        ("\a\b\f\n\r\t\v", '"\\a\\b\\f\\n\\r\\t\\v"'),
+        ("\x00\x01\x1b\x1f\x7f", '"\\x00\\x01\\x1b\\x1f\\x7f"'),
+        ("\x80\x85\x9f\xa0\xad", '"\\u0080\\u0085\\u009f\\u00a0\\u00ad"'),
+        ("é ß 数 😀 \ufffd ️", '"é ß 数 😀 \ufffd ️"'),
+        ("\u200b\u200e\u2028\u3000\ufeff\ue000", '"\\u200b\\u200e\\u2028\\u3000\\ufeff\\ue000"'),
+        ("\U0001d173\U000e0001\U0010ffff", '"\\U0001d173\\U000e0001\\U0010ffff"'),
+        ('{"a": [1, 2]}\n', '"{\\"a\\": [1, 2]}\\n"'),
+    ],
+)
+def test_quote_is_go_strconv_quote(value: str, quoted: str) -> None:
+    assert quote(value) == quoted
+    assert unquote(quoted) == value
+
+
+def test_format_map_layout() -> None:
+    assert format_map({}) == ""
+    assert format_map({"role": "canary", "app": "shop"}) == 'app="shop"\nrole="canary"'
+    assert format_map({"b": "2", "B": "1", "a/b": "3"}) == 'B="1"\na/b="3"\nb="2"'
+
+
+def test_format_map_rejects_what_cannot_be_read_back() -> None:
+    for key in ["", "a=b", "a\nb", "a\x00", "a\ud800"]:
+        with pytest.raises(ValueError, match="cannot be written"):
+            format_map({key: "v"})
+    with pytest.raises(ValueError, match="surrogate"):
+        format_map({"k": f"{TOKEN}\ud800"})
+    with pytest.raises(ValueError, match="surrogate"):
+        quote("\udc80")
+
+
+def test_docstring_examples() -> None:
+    result = doctest.testmod(downward, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 6
+    assert result.failed == 0
+
+
+def test_imports_only_the_standard_library_and_errors() -> None:
+    tree = ast.parse(Path(downward.__file__).read_text(encoding="utf-8"))
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    third_party = {
+        name
+        for name in imported
+        if name and name.split(".")[0] not in sys.stdlib_module_names | {"__future__"}
+    }
+    assert third_party == {"canaryconf._errors"}

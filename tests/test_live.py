@@ -1,0 +1,701 @@
+"""LiveSettings against real volumes: KubeletWriter swaps, real watchers, real threads,
+real signals and a real fork. Every wait is a condition polled against a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import select
+import shutil
+import signal
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError, field_validator
+
+from canaryconf import (
+    CanaryConfigDict,
+    CanarySettings,
+    Change,
+    LiveSettings,
+    NotAVolumeError,
+    ReloadResult,
+    SettingsValidationError,
+    annotation,
+    label,
+    live,
+    secret,
+    signals,
+)
+from canaryconf._live import _instances
+from canaryconf._watch import active_watches
+from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+
+PREFIX = "example.com/"
+WATCHER = "canaryconf-watcher"
+DEADLINE = 5.0
+
+
+def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        time.sleep(0.005)
+    return True
+
+
+async def await_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        await asyncio.sleep(0.005)
+    return True
+
+
+def watcher_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == WATCHER]
+
+
+@pytest.fixture(autouse=True)
+def no_watcher_left() -> Iterator[None]:
+    """Every test stops what it starts: a watcher left running would also be restarted in
+    the fork test's child."""
+    already = {id(instance) for instance in list(_instances) if instance.running}
+    yield
+    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
+    for instance in leaked:
+        instance.stop()
+    assert not leaked, "a test left a LiveSettings watcher running"
+    if not already:
+        assert wait_until(lambda: not watcher_threads(), 2.0)
+
+
+def payload(
+    *,
+    color: str = "red",
+    size: int | str = 1,
+    role: str = "canary",
+    seen: str = DEFAULT_CONFIG_SEEN,
+    **annotations: str,
+) -> dict[str, str | bytes]:
+    """A podinfo volume: the role label, and ``example.com/`` annotations."""
+    return pod_files(
+        labels={"app": "shop", "role": role},
+        annotations={
+            f"{PREFIX}color": color,
+            f"{PREFIX}size": str(size),
+            **{f"{PREFIX}{k.replace('_', '-')}": v for k, v in annotations.items()},
+        },
+        config_seen=seen,
+    )
+
+
+def settings_for(volume: Path) -> type[CanarySettings]:
+    class AppSettings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(volume), annotation_prefix=PREFIX)
+
+        color: str = annotation("color", default="blue")
+        size: int = annotation("size", default=0)
+        role: str = label("role", default="stable")
+
+    return AppSettings
+
+
+@pytest.fixture
+def app(podinfo: KubeletWriter) -> LiveSettings[Any]:
+    podinfo.write(payload())
+    return live(settings_for(podinfo.path))
+
+
+# -- reload() ---------------------------------------------------------------------------
+
+
+def test_reload_applies_a_new_version(podinfo: KubeletWriter, app: LiveSettings[Any]) -> None:
+    before, old_generation, old_digest = app.current, app.generation, app.digest
+    assert app.color == "red"
+    assert old_generation == podinfo.generation
+
+    podinfo.write(payload(color="green"))
+    result = app.reload()
+
+    assert result.status == "applied"
+    assert result.applied
+    assert result.change is not None
+    assert result.change.fields == {"color"}
+    assert result.change.diff() == {"color": ("red", "green")}
+    assert result.change.old is before
+    assert result.change.new is app.current
+    assert app.color == "green"
+    assert app.current.color == "green"
+    assert before.color == "red", "a pinned snapshot never changes"
+    assert app.generation == podinfo.generation != old_generation
+    assert app.digest != old_digest
+    assert result.generation == app.generation
+    assert result.digest == app.digest
+
+
+def test_reload_of_unchanged_content_emits_nothing(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    changes: list[Change[Any]] = []
+    failures: list[Exception] = []
+    app.on_change(changes.append)
+    app.on_reload_failed(failures.append)
+    snapshot = app.current
+
+    assert app.reload().status == "unchanged"
+    assert app.reload().status == "unchanged"
+    # A new generation whose settings values are the same (only the kubelet's own
+    # config.seen annotation moved): new digest, same snapshot, no change.
+    assert podinfo.write(payload(seen="2026-02-02T00:00:00.000000000Z"))
+    result = app.reload()
+
+    assert result.status == "unchanged"
+    assert result.change is None
+    assert app.current is snapshot
+    assert app.generation == podinfo.generation
+    assert changes == []
+    assert failures == []
+
+
+def test_failed_reload_keeps_the_last_good_snapshot(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    failures: list[Exception] = []
+    app.on_reload_failed(failures.append)
+    good = app.current
+
+    podinfo.write(payload(color="green", size="twelve"))
+    result = app.reload()
+
+    assert result.status == "failed"
+    assert result.failed
+    assert app.current is good
+    assert (app.color, app.size) == ("red", 1), "nothing of the bad version is applied"
+    error = app.last_error
+    assert isinstance(error, SettingsValidationError)
+    assert result.error is error
+    assert failures == [error]
+    message = str(error)
+    assert str(podinfo.path / "annotations") in message
+    assert f"{PREFIX}size" in message
+    assert "twelve" not in message, "values never appear in errors"
+
+    # Reading the same bad content again is not news.
+    assert app.reload().status == "unchanged"
+    assert failures == [error]
+    assert app.last_error is error
+
+    podinfo.write(payload(color="green", size=2))
+    assert app.reload().status == "applied"
+    assert (app.color, app.size) == ("green", 2)
+    assert app.last_error is None
+
+
+def test_rollback_to_the_last_good_content_clears_last_error(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    podinfo.write(payload(size="twelve"))
+    assert app.reload().failed
+    assert app.last_error is not None
+
+    podinfo.write(payload())  # the bad annotation is reverted: back to what is applied
+    result = app.reload()
+
+    assert result.status == "unchanged"
+    assert app.last_error is None
+    podinfo.write(payload(size="twelve"))
+    assert app.reload().failed, "the same bad version, once more, is reported again"
+
+
+def test_current_is_frozen_and_live_is_read_only(app: LiveSettings[Any]) -> None:
+    with pytest.raises(ValidationError):
+        app.current.color = "purple"
+    with pytest.raises(AttributeError):
+        app.color = "purple"
+    assert app.color == "red"
+
+
+def test_field_reads_follow_each_swap(podinfo: KubeletWriter, app: LiveSettings[Any]) -> None:
+    seen = []
+    for i in range(5):
+        podinfo.write(payload(size=i + 10))
+        app.reload()
+        seen.append((app.size, app.current.size, app.generation, app.digest))
+
+    assert [s[0] for s in seen] == [10, 11, 12, 13, 14]
+    assert all(s[0] == s[1] for s in seen)
+    assert len({s[2] for s in seen}) == 5
+    assert len({s[3] for s in seen}) == 5
+    assert app.generations == {str(podinfo.path): podinfo.generation}
+
+
+def test_a_field_named_like_a_live_settings_member_stays_reachable(
+    podinfo: KubeletWriter,
+) -> None:
+    podinfo.write(pod_files(annotations={"start": "now", "generation": "g7", "current": "c"}))
+
+    class Clashing(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(podinfo.path))
+        start: str = annotation("start", default="later")
+        generation: str = annotation("generation", default="g0")
+        current: str = annotation("current", default="c0")
+
+    settings = live(Clashing)
+
+    assert callable(settings.start)
+    assert settings.generation == podinfo.generation
+    assert isinstance(settings.current, Clashing)
+    assert settings.current.start == "now"
+    assert settings.current.generation == "g7"
+    assert settings.current.current == "c"
+
+
+# -- async watcher ----------------------------------------------------------------------
+
+
+def test_async_watching_picks_up_a_swap(podinfo: KubeletWriter, app: LiveSettings[Any]) -> None:
+    async def main() -> None:
+        async with app.watching() as watched:
+            assert watched is app
+            podinfo.write(payload(color="green"))
+            assert await await_until(lambda: app.color == "green")
+            podinfo.write(payload(color="yellow"))
+            assert await await_until(lambda: app.color == "yellow")
+        assert not [w for w in active_watches() if w.path == str(podinfo.path)]
+
+    asyncio.run(main())
+
+
+def test_watch_returns_when_its_stop_event_is_set(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.watch(stop))
+        assert await await_until(lambda: any(w.ready.is_set() for w in active_watches()))
+        podinfo.write(payload(color="green"))
+        assert await await_until(lambda: app.color == "green")
+
+        stop.set()
+        await asyncio.wait_for(task, 2.0)
+        assert not [w for w in active_watches() if w.path == str(podinfo.path)]
+
+    asyncio.run(main())
+
+
+def test_async_watching_catches_up_with_a_swap_made_before_it_started(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    podinfo.write(payload(color="green"))  # after live(), before watching
+
+    async def main() -> None:
+        async with app.watching():
+            assert app.color == "green"
+
+    asyncio.run(main())
+
+
+# -- thread watcher ---------------------------------------------------------------------
+
+
+def test_thread_watcher_starts_and_stops_within_a_second(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    assert not app.running
+    assert app.start() is app
+    assert app.running
+    assert len(watcher_threads()) == 1
+    podinfo.write(payload(color="green"))
+    assert wait_until(lambda: app.color == "green")
+
+    started = time.monotonic()
+    app.stop()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.0
+    assert not app.running
+    assert watcher_threads() == []
+    podinfo.write(payload(color="yellow"))
+    time.sleep(0.1)
+    assert app.color == "green", "a stopped watcher reloads nothing"
+    app.stop()  # a second stop is harmless
+
+
+def test_thread_watcher_can_be_restarted_and_used_as_a_context_manager(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    with app:
+        podinfo.write(payload(color="green"))
+        assert wait_until(lambda: app.color == "green")
+    assert watcher_threads() == []
+
+    podinfo.write(payload(color="yellow"))
+    with app:
+        assert app.color == "yellow", "a restarted watcher starts from the current content"
+        podinfo.write(payload(color="white"))
+        assert wait_until(lambda: app.color == "white")
+    assert watcher_threads() == []
+
+
+def test_two_live_settings_on_one_directory_share_one_watch(podinfo: KubeletWriter) -> None:
+    podinfo.write(payload())
+    first = live(settings_for(podinfo.path))
+    second = live(settings_for(podinfo.path))
+    podinfo.write(payload(color="green"))  # between live() and start() of the second
+    try:
+        first.start()
+        second.start()
+        watches = [w for w in active_watches() if w.path == str(podinfo.path)]
+        assert len(watches) == 1
+        assert len(watches[0].subscribers) == 2
+        assert len(watcher_threads()) == 1
+        assert wait_until(lambda: first.color == second.color == "green")
+
+        podinfo.write(payload(color="yellow"))
+        assert wait_until(lambda: first.color == second.color == "yellow")
+
+        first.stop()
+        assert len(watcher_threads()) == 1, "the thread lives while a user remains"
+        podinfo.write(payload(color="white"))
+        assert wait_until(lambda: second.color == "white")
+        assert first.color == "yellow"
+    finally:
+        first.stop()
+        second.stop()
+    assert not [w for w in active_watches() if w.path == str(podinfo.path)]
+    assert wait_until(lambda: not watcher_threads(), 1.0)
+
+
+# -- bursts and consistency -------------------------------------------------------------
+
+
+def test_a_burst_of_swaps_converges_on_the_last_one_thread(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    with app:
+        for i in range(200):
+            podinfo.write(payload(size=i))
+        assert wait_until(lambda: app.size == 199)
+    assert app.generation == podinfo.generation
+    assert app.last_error is None
+
+
+def test_a_burst_of_swaps_converges_on_the_last_one_async(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    async def main() -> None:
+        async with app.watching():
+            for i in range(200):
+                podinfo.write(payload(size=i))
+                if i % 20 == 0:
+                    await asyncio.sleep(0)  # let the watcher run mid-burst too
+            assert await await_until(lambda: app.size == 199)
+
+    asyncio.run(main())
+    assert app.generation == podinfo.generation
+
+
+def test_no_reader_ever_sees_a_torn_snapshot(podinfo: KubeletWriter) -> None:
+    def pair(marker: str) -> dict[str, str | bytes]:
+        return pod_files(annotations={f"{PREFIX}marker-a": marker, f"{PREFIX}marker-b": marker})
+
+    class Pair(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(podinfo.path), annotation_prefix=PREFIX
+        )
+        first: str = annotation("marker-a", default="")
+        second: str = annotation("marker-b", default="")
+
+    podinfo.write(pair("0"))
+    settings = live(Pair)
+    done = threading.Event()
+    reads = [0, 0, 0]
+    torn: list[tuple[str, str]] = []
+
+    def reader(index: int) -> None:
+        while not done.is_set():
+            snapshot = settings.current
+            if snapshot.first != snapshot.second:
+                torn.append((snapshot.first, snapshot.second))
+            reads[index] += 1
+            time.sleep(0)  # hand the GIL over: the writer and the watcher need it too
+
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+    with settings:
+        for thread in readers:
+            thread.start()
+        try:
+            for i in range(1, 501):
+                podinfo.write(pair(str(i)))
+                if i % 2:
+                    settings.reload()  # reloads from this thread race the watcher's
+            assert wait_until(lambda: settings.first == "500")
+        finally:
+            done.set()
+            for thread in readers:
+                thread.join(5.0)
+
+    assert torn == []
+    assert all(count > 0 for count in reads), reads
+    assert sum(reads) > 500
+
+
+# -- the volume directory comes and goes ------------------------------------------------
+
+
+def test_a_removed_and_recreated_volume_is_picked_up(
+    podinfo: KubeletWriter, app: LiveSettings[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="canaryconf")
+    colors: list[str] = []
+    app.on_change(lambda change: colors.append(change.new.color))
+    with app:
+        shutil.rmtree(podinfo.path)
+        assert wait_until(lambda: "was removed" in caplog.text)
+        assert app.color == "red", "a volume that went away has not become empty"
+        assert app.reload().status == "unchanged"
+
+        KubeletWriter(podinfo.path).write(payload(color="reborn"))
+        assert wait_until(lambda: app.color == "reborn")
+        podinfo.write(payload(color="again"))
+        assert wait_until(lambda: app.color == "again")
+
+    assert colors == ["reborn", "again"], "no detour through the defaults"
+
+
+def test_a_volume_created_after_start_is_picked_up(tmp_path: Path) -> None:
+    volume = tmp_path / "late"
+    settings = live(settings_for(volume))
+    assert settings.color == "blue"
+    with settings:
+        time.sleep(0.05)
+        KubeletWriter(volume).write(payload(color="late"))
+        assert wait_until(lambda: settings.color == "late")
+        KubeletWriter(volume).write(payload(color="later"))
+        assert wait_until(lambda: settings.color == "later")
+
+
+def test_a_plain_file_instead_of_the_volume_directory_warns_about_subpath(
+    tmp_path: Path, podinfo: KubeletWriter, caplog: pytest.LogCaptureFixture
+) -> None:
+    mounted = tmp_path / "subpath-mounted"
+    mounted.write_text('role="canary"')
+    with pytest.raises(NotAVolumeError, match="subPath"):
+        live(settings_for(mounted))
+
+    podinfo.write(payload())
+    settings = live(settings_for(podinfo.path))
+    caplog.set_level(logging.WARNING, logger="canaryconf")
+    with settings:
+        shutil.rmtree(podinfo.path)
+        podinfo.path.write_text('role="stable"')
+        assert wait_until(
+            lambda: any(
+                r.levelno == logging.WARNING and "subPath" in r.getMessage() for r in caplog.records
+            )
+        )
+        assert settings.color == "red"
+
+
+# -- SIGHUP -----------------------------------------------------------------------------
+
+
+def test_reload_on_sighup_without_a_watcher(podinfo: KubeletWriter, app: LiveSettings[Any]) -> None:
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        app.reload_on_signal(signal.SIGHUP)
+        podinfo.write(payload(color="hup"))
+        time.sleep(0.05)
+        assert app.color == "red", "no watcher: nothing happens until the signal"
+
+        os.kill(os.getpid(), signal.SIGHUP)
+
+        assert wait_until(lambda: app.color == "hup")
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+# -- fork -------------------------------------------------------------------------------
+
+
+def test_a_forked_child_reloads_and_watches_on_its_own(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
+    app.start()
+    try:
+        podinfo.write(payload(color="fresh"))  # the parent may not have seen it yet
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            code = 70
+            try:
+                os.close(read_end)
+                os.close(go_write)
+                code = _child(app, write_end, go_read)
+            except BaseException:
+                os.write(write_end, traceback.format_exc().encode())
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        os.close(go_read)
+        try:
+            ready = _read_line(read_end, 10.0)
+            assert ready == "ready", ready
+            podinfo.write(payload(color="after-fork"))
+            os.write(go_write, b"go\n")
+            report = _read_line(read_end, 15.0)
+            code = _reap(pid, 5.0)
+        except BaseException:
+            _kill(pid)
+            raise
+        assert (code, report) == (0, "ok")
+        assert wait_until(lambda: app.color == "after-fork"), "the parent keeps watching too"
+    finally:
+        os.close(read_end)
+        os.close(go_write)
+        app.stop()
+
+
+def _child(app: LiveSettings[Any], out: int, go: int) -> int:
+    threads = watcher_threads()
+    if len(threads) != 1 or not threads[0].is_alive():
+        os.write(out, f"watcher threads in the child: {threads}\n".encode())
+        return 1
+    if app.color != "fresh":
+        os.write(out, f"stale snapshot in the child: {app.color}\n".encode())
+        return 2
+    os.write(out, b"ready\n")
+    if _read_line(go, 10.0) != "go":
+        return 3
+    if not wait_until(lambda: app.color == "after-fork", 10.0):
+        os.write(out, f"the child missed the swap: {app.color}\n".encode())
+        return 4
+    app.stop()
+    if not wait_until(lambda: not watcher_threads(), 2.0):
+        os.write(out, b"the child's watcher did not stop\n")
+        return 5
+    os.write(out, b"ok\n")
+    return 0
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return f"timeout; got {data!r}"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode()
+        data += chunk
+    return data.decode().strip()
+
+
+def _reap(pid: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    _kill(pid)
+    raise AssertionError("the child did not exit")
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+# -- secrets ----------------------------------------------------------------------------
+
+
+def test_secret_values_never_leak(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tokens = [f"tok-{uuid.uuid4().hex}" for _ in range(5)]
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    secrets = KubeletWriter(tmp_path / "secrets")
+
+    class Secretive(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(podinfo.path),
+            secrets_dirs=[str(secrets.path)],
+            annotation_prefix=PREFIX,
+        )
+        api_key: SecretStr = secret("api-key")
+        signing_key: str = annotation("signing-key", default="", secret=True)
+        color: str = annotation("color", default="blue")
+
+        @field_validator("signing_key")
+        @classmethod
+        def _not_revoked(cls, value: str) -> str:
+            if value.startswith("revoked-"):
+                raise ValueError(f"signing key {value} is revoked")
+            return value
+
+        @field_validator("api_key")
+        @classmethod
+        def _long_enough(cls, value: SecretStr) -> SecretStr:
+            if len(value.get_secret_value()) < 8:
+                raise ValueError(f"api key {value.get_secret_value()} is too short")
+            return value
+
+    caplog.set_level(logging.DEBUG)
+    secrets.write({"api-key": tokens[0]})
+    podinfo.write(payload(signing_key=tokens[1]))
+    settings = live(Secretive)
+    changes: list[Change[Any]] = []
+    results: list[ReloadResult[Any]] = []
+    settings.on_change(changes.append)
+    shown: list[str] = [repr(settings)]
+
+    def note(_: object, result: ReloadResult[Any]) -> None:
+        results.append(result)
+
+    signals.reloaded.connect(note, sender=settings)
+    with settings:
+        secrets.write({"api-key": tokens[2]})
+        podinfo.write(payload(color="green", signing_key=tokens[3]))
+        assert wait_until(lambda: settings.color == "green" and settings.signing_key == tokens[3])
+        assert wait_until(lambda: settings.api_key.get_secret_value() == tokens[2])
+        shown.append(repr(settings))
+
+        podinfo.write(payload(color="green", signing_key=f"revoked-{tokens[4]}"))
+        assert wait_until(lambda: settings.last_error is not None)
+        shown.append(str(settings.last_error))
+        secrets.write({"api-key": "short"})
+        podinfo.write(payload(color="green", signing_key=tokens[3]))
+        assert wait_until(lambda: "api_key" in str(settings.last_error))
+        shown.append(str(settings.last_error))
+        shown.append(repr(settings.last_error))
+    results.append(settings.reload())
+    signals.reloaded.disconnect(note)
+
+    assert changes, "the secrets did change"
+    assert any(r.failed for r in results)
+    shown += [repr(c) for c in changes] + [repr(c.diff()) for c in changes]
+    shown += [repr(r) for r in results]
+    shown += [r.getMessage() for r in caplog.records]
+    shown += [r.exc_text or "" for r in caplog.records]
+    shown.append(caplog.text)
+    everything = "\n".join(shown)
+    assert "signing_key" in everything, "the failure was reported, without the value"
+    for token in tokens:
+        assert token not in everything
+    assert "short" not in str(settings.last_error)
+    assert settings.signing_key == tokens[3], "the value itself is still there to use"
