@@ -401,7 +401,9 @@ def test_on_restart_required_exit_sends_sigterm_to_the_process(tmp_path: Path) -
         check=False,
     )
 
-    assert done.returncode == 0, done.stderr
+    report = f"exit code {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode == 0, report
+    assert marker.exists(), report
     assert marker.read_text() == "SIGTERM workers=2"
 
 
