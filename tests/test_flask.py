@@ -338,8 +338,8 @@ def test_status_and_reload_endpoints(podinfo: KubeletWriter, settings: LiveSetti
     assert failed.status_code == 422
     assert failed.json["status"] == "failed"
     assert "new_checkout" in failed.json["error"]
-    again = client.post("/-/canaryconf/reload")  # the same bad content: nothing new
-    assert (again.status_code, again.json["status"]) == (200, "unchanged")
+    again = client.post("/-/canaryconf/reload")  # the same bad content: still failing
+    assert (again.status_code, again.json["status"]) == (422, "failed")
     assert again.json["last_error"] == failed.json["error"]
     status = client.get("/-/canaryconf").json
     assert status["generation"] == good

@@ -191,8 +191,12 @@ def test_failed_reload_keeps_the_last_good_snapshot(
     assert f"{PREFIX}size" in message
     assert "twelve" not in message, "values never appear in errors"
 
-    # Reading the same bad content again is not news.
-    assert app.reload().status == "unchanged"
+    # Reading the same bad content again still fails, with the same error, but is not
+    # news: reload_failed is not sent twice for one version.
+    again = app.reload()
+    assert again.status == "failed"
+    assert again.repeated
+    assert again.error is error
     assert failures == [error]
     assert app.last_error is error
 

@@ -62,10 +62,15 @@ def no_watcher_left() -> Iterator[None]:
 
 
 def payload(
-    *, color: str = "red", size: int = 1, role: str = "canary", workers: int = 2
+    *,
+    color: str = "red",
+    size: int = 1,
+    role: str = "canary",
+    workers: int = 2,
+    template_hash: str = "5d8f7c9b4",
 ) -> dict[str, str | bytes]:
     return pod_files(
-        labels={"app": "shop", "role": role, "rollouts-pod-template-hash": f"h-{role}"},
+        labels={"app": "shop", "role": role, "rollouts-pod-template-hash": template_hash},
         annotations={"color": color, "size": str(size), "workers": str(workers)},
     )
 
@@ -247,7 +252,41 @@ def test_async_handlers_are_awaited_by_reload_areload_and_the_thread_watcher(
     with shop:
         podinfo.write(payload(color="white"))
         assert wait_until(lambda: finished[-1][0] == "white")
-    assert finished[-1][1] == WATCHER
+    # Thread mode runs handlers on a thread without an event loop (Django's ORM works there).
+    assert finished[-1][1] == "canaryconf-handlers"
+
+
+def test_a_role_change_to_another_revision_is_not_a_promotion(
+    podinfo: KubeletWriter, shop: LiveSettings[Any]
+) -> None:
+    promoted: list[Change[Any]] = []
+    roles: list[Change[Any]] = []
+    shop.on_promoted(promoted.append)
+    shop.on_role_changed(roles.append)
+    podinfo.write(payload(role="stable", template_hash="6d8f7c9b5"))
+    assert shop.reload().applied
+    assert len(roles) == 1
+    assert promoted == [], "a pod keeps its template hash when it is promoted in place"
+
+
+def test_sync_handlers_of_the_thread_watcher_run_outside_any_event_loop(
+    podinfo: KubeletWriter, shop: LiveSettings[Any]
+) -> None:
+    loops: list[bool] = []
+
+    @shop.on_change
+    def record(change: Change[Any]) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loops.append(False)
+        else:
+            loops.append(True)
+
+    with shop:
+        podinfo.write(payload(color="white"))
+        assert wait_until(lambda: bool(loops))
+    assert loops == [False]
 
 
 def test_a_hanging_async_handler_is_cancelled_and_the_watcher_goes_on(
@@ -318,7 +357,7 @@ def test_promotion_from_canary_to_stable(podinfo: KubeletWriter, shop: LiveSetti
     change = promoted[0]
     assert change.old.rollout.role == "canary"
     assert change.new.rollout.role == "stable"
-    assert change.new.rollout.pod_template_hash == "h-stable"
+    assert change.new.rollout.pod_template_hash == "5d8f7c9b4"
     assert "rollout" in change
     assert moves == [("canary", "stable"), ("stable", "canary")]
 

@@ -6,40 +6,68 @@ A short version runs with the default test command; the long one with::
 
     CANARYCONF_STRESS=long .venv/bin/pytest -m stress -s
 
-``CANARYCONF_STRESS_SWAPS=N`` sets the number of swaps of the torn-reads test and
+``CANARYCONF_STRESS_SWAPS=N`` sets the swaps of the torn-reads test,
+``CANARYCONF_STRESS_ROUNDS=N`` the rounds of the other loops and
 ``CANARYCONF_STRESS_EXAMPLES=N`` the hypothesis examples of the state machines. Every wait
-is a condition polled against a deadline; figures are printed (``-s`` shows them).
+is a condition polled against a deadline, never a timing assertion, except the one the
+torn-reads test is about: the last payload is served within a second of the last swap.
+Figures are printed (``-s`` shows them); docs/reliability.md collects them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+)
+from pydantic import BaseModel, field_validator
 
 from canaryconf import (
+    CanaryConfError,
     CanaryConfigDict,
     CanarySettings,
     Change,
     LiveSettings,
     ReloadResult,
+    VolumePermissionError,
     annotation,
     configmap,
+    format_map,
     label,
     live,
     pod_field,
     signals,
 )
 from canaryconf._live import _instances
-from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf._watch import active_watches
+from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
 
 pytestmark = pytest.mark.stress
 
@@ -53,7 +81,10 @@ def scaled(variable: str, short: int, long: int) -> int:
 
 
 SWAPS = scaled("CANARYCONF_STRESS_SWAPS", 300, 10_000)
-EXAMPLES = scaled("CANARYCONF_STRESS_EXAMPLES", 12, 200)
+ROUNDS = scaled("CANARYCONF_STRESS_ROUNDS", 1, 10)
+EXAMPLES = scaled("CANARYCONF_STRESS_EXAMPLES", 10, 200)
+#: A long run may take minutes; the short one stays far below pytest's 120 s timeout.
+LONG_TIMEOUT = 1800 if LONG else 120
 READERS = 4
 PREFIX = "stress.example.com/"
 WATCHER = "canaryconf-watcher"
@@ -72,8 +103,34 @@ def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bo
     return True
 
 
+def settle(counter: Callable[[], int], quiet: float = 0.3, timeout: float = DEADLINE) -> None:
+    """Wait until ``counter()`` has not moved for ``quiet`` seconds (at most ``timeout``):
+    late events of the last swap have been handled."""
+    deadline = time.monotonic() + timeout
+    last, since = counter(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        now = counter()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def watcher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == WATCHER]
+
+
+def watcher_alive(settings: LiveSettings[Any]) -> bool:
+    """The background watcher runs and every volume of ``settings`` has a live watch."""
+    threads = watcher_threads()
+    watched = {w.path for w in active_watches() if w._task is not None and not w._task.done()}
+    return (
+        settings.running
+        and len(threads) == 1
+        and threads[0].is_alive()
+        and all(os.path.abspath(d) in watched for d in settings.volume_dirs)
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +149,22 @@ def report(title: str, **figures: object) -> None:
     print(f"\n[stress] {title}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
-# -- torn reads -------------------------------------------------------------------------
+@contextlib.contextmanager
+def recording(settings: LiveSettings[Any]) -> Iterator[list[ReloadResult[Any]]]:
+    """Every ReloadResult of ``settings`` while the block runs."""
+    results: list[ReloadResult[Any]] = []
+
+    def on_reloaded(_sender: Any, result: ReloadResult[Any], **_: Any) -> None:
+        results.append(result)
+
+    signals.reloaded.connect(on_reloaded, sender=settings)
+    try:
+        yield results
+    finally:
+        signals.reloaded.disconnect(on_reloaded, sender=settings)
+
+
+# -- a volume whose every file carries a generation marker ------------------------------
 
 
 class Marker(BaseModel):
@@ -100,7 +172,7 @@ class Marker(BaseModel):
 
 
 def marked(gen: int) -> dict[str, str | bytes]:
-    """A volume whose every file carries the generation marker ``gen``."""
+    """A volume whose every file carries the marker ``gen``."""
     text = str(gen)
     return pod_files(
         labels={"app": "shop", "marker": text},
@@ -144,11 +216,14 @@ def markers(snapshot: Any) -> tuple[int, ...]:
 
 @dataclass
 class Reader:
-    """Reads ``live.current`` in a loop and checks each snapshot is one version, never
-    older than the one before."""
+    """Reads ``live.current`` in a loop. ``probe`` gives the markers of a snapshot: they
+    must all be equal (one version, not torn), never go down, and pass ``allowed`` (a
+    version that was rejected is never served)."""
 
     settings: LiveSettings[Any]
     done: threading.Event
+    probe: Callable[[Any], tuple[int, ...]] = markers
+    allowed: Callable[[int], bool] = lambda _marker: True
     reads: int = 0
     torn: list[tuple[int, ...]] = field(default_factory=list)
     backwards: int = 0
@@ -156,8 +231,8 @@ class Reader:
     def run(self) -> None:
         last = -1
         while not self.done.is_set():
-            values = markers(self.settings.current)
-            if len(set(values)) != 1:
+            values = self.probe(self.settings.current)
+            if len(set(values)) != 1 or not self.allowed(values[0]):
                 self.torn.append(values)
             if values[0] < last:
                 self.backwards += 1
@@ -168,7 +243,7 @@ class Reader:
 
 @dataclass
 class Recorder:
-    """An ``on_change`` handler that records which versions it saw."""
+    """An ``on_change`` handler that records the versions it saw."""
 
     seen: list[tuple[int, int]] = field(default_factory=list)
 
@@ -179,7 +254,7 @@ class Recorder:
         found = []
         news = [new for _old, new in self.seen]
         if news != sorted(set(news)):
-            found.append("versions out of order or repeated")
+            found.append(f"versions out of order or repeated: {news[:20]}")
         for (_o1, n1), (o2, _n2) in zip(self.seen, self.seen[1:], strict=False):
             if o2 != n1:
                 found.append(f"a change from {o2} follows one to {n1}: one was missed")
@@ -187,67 +262,73 @@ class Recorder:
         return found
 
 
+@contextlib.contextmanager
+def reading(
+    settings: LiveSettings[Any], count: int = READERS, **options: Any
+) -> Iterator[list[Reader]]:
+    """``count`` :class:`Reader` threads on ``settings`` while the block runs."""
+    done = threading.Event()
+    readers = [Reader(settings, done, **options) for _ in range(count)]
+    threads = [threading.Thread(target=r.run, name=f"reader-{i}") for i, r in enumerate(readers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield readers
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(DEADLINE)
+
+
+# -- torn reads -------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(LONG_TIMEOUT)
 def test_no_torn_snapshot_and_no_missed_change_under_many_swaps(tmp_path: Path) -> None:
+    """4 threads read ``live.current`` while the writer makes SWAPS swaps of a volume
+    whose every file carries the swap's number; 2 handlers record every change."""
     writer = KubeletWriter(tmp_path / "podinfo", seed=7)
     writer.write(marked(0))
     settings = live(marked_settings(writer.path))
     handlers = [Recorder(), Recorder()]
     for handler in handlers:
         settings.on_change(handler)
-    results: list[ReloadResult[Any]] = []
-
-    def on_reloaded(_sender: Any, result: ReloadResult[Any], **_: Any) -> None:
-        results.append(result)
-
-    signals.reloaded.connect(on_reloaded, sender=settings)
-    done = threading.Event()
-    readers = [Reader(settings, done) for _ in range(READERS)]
-    threads = [threading.Thread(target=r.run, name=f"reader-{i}") for i, r in enumerate(readers)]
     converge: float | None = None
-    try:
-        with settings:
-            for thread in threads:
-                thread.start()
-            started = time.monotonic()
-            for gen in range(1, SWAPS + 1):
-                writer.write(marked(gen))
-            wrote = time.monotonic()
-            caught_up = wait_until(lambda: settings.current.label_gen == SWAPS, CONVERGE_WITHIN)
-            if caught_up:
-                converge = time.monotonic() - wrote
-            else:  # late or never: say which
-                wait_until(lambda: settings.current.label_gen == SWAPS)
-            assert settings.running
-            assert all(t.is_alive() for t in watcher_threads())
-    finally:
-        done.set()
-        for thread in threads:
-            thread.join(DEADLINE)
-        signals.reloaded.disconnect(on_reloaded, sender=settings)
+    with recording(settings) as results, reading(settings) as readers, settings:
+        started = time.monotonic()
+        for gen in range(1, SWAPS + 1):
+            writer.write(marked(gen))
+        wrote = time.monotonic()
+        if wait_until(lambda: settings.current.label_gen == SWAPS, CONVERGE_WITHIN):
+            converge = time.monotonic() - wrote
+        else:  # late, or never: the message says which
+            wait_until(lambda: settings.current.label_gen == SWAPS)
+        settle(lambda: len(results))
+        alive = watcher_alive(settings)
 
     applied = [r for r in results if r.applied]
     torn = [t for r in readers for t in r.torn]
     report(
         "torn reads",
         swaps=SWAPS,
-        seconds=f"{wrote - started:.2f}",
+        write_seconds=f"{wrote - started:.2f}",
         swaps_per_s=f"{SWAPS / (wrote - started):.0f}",
         reads=sum(r.reads for r in readers),
         torn=len(torn),
         backwards=sum(r.backwards for r in readers),
         reloads=len(results),
         applied=len(applied),
-        failed=sum(r.failed for r in results),
+        coalesced=SWAPS - len(applied),
         handler_calls=[len(h.seen) for h in handlers],
         converged_after_s=None if converge is None else f"{converge:.3f}",
-        final=markers(settings.current),
     )
     assert torn == [], f"torn snapshots: {torn[:5]}"
-    assert all(r.backwards == 0 for r in readers)
+    assert [r.backwards for r in readers] == [0] * READERS, "a reader saw an older version"
     assert all(r.reads > 0 for r in readers)
+    assert alive, "the watcher is alive at the end"
     assert converge is not None, (
-        f"the last payload ({SWAPS}) was not served {CONVERGE_WITHIN}s after the last swap:"
-        f" serving {markers(settings.current)}"
+        f"the last payload ({SWAPS}) was not served {CONVERGE_WITHIN}s after the last swap;"
+        f" serving {markers(settings.current)} after {DEADLINE}s more"
     )
     assert markers(settings.current) == (SWAPS,) * 6
     assert settings.generation == writer.generation
@@ -262,48 +343,55 @@ def test_no_torn_snapshot_and_no_missed_change_under_many_swaps(tmp_path: Path) 
 
 # -- invalid versions in the stream -----------------------------------------------------
 
+SIZE_CAP = 4096
+
 
 def shop_files(marker: int, **overrides: str | None) -> dict[str, str | bytes]:
-    """A podinfo + configmap volume at version ``marker``; ``overrides`` replace an
-    annotation's rendered value (``None`` removes the configmap file ``threshold``)."""
+    """A podinfo volume (that is also the ConfigMap directory) at version ``marker``.
+
+    ``overrides`` replace an annotation's value; ``threshold`` replaces the ConfigMap file
+    (``None`` removes it); ``raw_line`` adds a line no kubelet writes to the annotations;
+    ``big`` adds a file of that many bytes."""
     annotations = {
+        "kubernetes.io/config.seen": DEFAULT_CONFIG_SEEN,
         f"{PREFIX}marker": str(marker),
         f"{PREFIX}size": "5",
         f"{PREFIX}limits": json.dumps({"cpu": marker % 7}),
         f"{PREFIX}mode": "fast",
     }
-    files = pod_files(labels={"app": "shop"}, annotations=annotations)
-    files["threshold"] = "10"
-    raw = overrides.pop("raw_annotation", None)
+    files: dict[str, str | bytes] = {"labels": 'app="shop"', "threshold": "10"}
     for key, value in overrides.items():
         if key == "threshold":
             if value is None:
                 del files["threshold"]
             else:
                 files["threshold"] = value
-        else:
+        elif key == "big":
+            files["big"] = "x" * int(value or 0)
+        elif key != "raw_line":
             annotations[f"{PREFIX}{key}"] = str(value)
-    files["annotations"] = format_map(
-        {"kubernetes.io/config.seen": DEFAULT_CONFIG_SEEN, **annotations}
-    )
-    if raw is not None:  # a line no kubelet writes: the file does not parse
-        files["annotations"] = f"{files['annotations']}\n{PREFIX}broken={raw}"
+    text = format_map(annotations)
+    if overrides.get("raw_line") is not None:
+        text += f"\n{PREFIX}broken={overrides['raw_line']}"
+    files["annotations"] = text
     return files
 
 
-#: Each kind of invalid version, as the overrides of :func:`shop_files`.
-INVALID_KINDS: dict[str, dict[str, str | None]] = {
-    "bad escape": {"raw_annotation": '"\\q"'},
-    "unterminated quote": {"raw_annotation": '"open'},
+#: Invalid versions by kind, as :func:`shop_files` overrides. Each is rejected once its
+#: content is read, so a second read of the same content is not news.
+CONTENT_KINDS: dict[str, dict[str, str | None]] = {
+    "bad escape": {"raw_line": '"\\q"'},
+    "unterminated quote": {"raw_line": '"open'},
     "invalid JSON": {"limits": "{cpu: 1"},
     "out of range": {"size": "1000"},
     "failing validator": {"mode": "reckless"},
     "required file removed": {"threshold": None},
     "not an integer": {"threshold": "ten"},
 }
-#: Rejected while the volume is read, before any content is compared.
-READ_KINDS = {"file over the size cap": {"big": "x" * 8192}}
-SIZE_CAP = 4096
+#: Rejected while the volume is read: no content digest exists for them.
+READ_KINDS: dict[str, dict[str, str | None]] = {
+    "file over the size cap": {"big": str(SIZE_CAP + 1)},
+}
 
 
 def shop_settings(volume: Path) -> type[CanarySettings]:
@@ -331,21 +419,388 @@ def shop_settings(volume: Path) -> type[CanarySettings]:
     return Shop
 
 
-def version_stream(kinds: dict[str, dict[str, str | None]], rounds: int) -> list[tuple[str, dict[str, str | bytes]]]:
-    """Good versions with every kind of invalid one between them, twice in a row (two
-    different rejected contents) and once right after a good one."""
-    stream: list[tuple[str, dict[str, str | bytes]]] = []
+@dataclass(frozen=True)
+class Version:
+    kind: str  # "good" or a kind of invalid version
+    marker: int
+    files: dict[str, str | bytes]
+
+    @property
+    def good(self) -> bool:
+        return self.kind == "good"
+
+
+def version_stream(kinds: dict[str, dict[str, str | None]], rounds: int) -> list[Version]:
+    """A good version, then each kind of invalid one twice in a row (two different
+    rejected contents), then a good one again, and so on."""
+    stream: list[Version] = []
     marker = 0
     for _ in range(rounds):
         for kind, overrides in kinds.items():
             marker += 1
-            stream.append(("good", shop_files(marker)))
-            for _repeat in range(2):
+            stream.append(Version("good", marker, shop_files(marker)))
+            for _twice in range(2):
                 marker += 1
-                files = shop_files(marker, **{k: v for k, v in overrides.items() if k != "big"})
-                if "big" in overrides:
-                    files["big"] = overrides["big"] or ""
-                stream.append((kind, files))
+                stream.append(Version(kind, marker, shop_files(marker, **overrides)))
     marker += 1
-    stream.append(("good", shop_files(marker)))
+    stream.append(Version("good", marker, shop_files(marker)))
     return stream
+
+
+def nudge(volume: Path) -> None:
+    """An event in the volume directory that changes no content."""
+    stray = volume / "..stray"
+    stray.touch()
+    stray.unlink()
+
+
+def is_news(result: ReloadResult[Any]) -> bool:
+    """A failed result that reported a rejection (not one met again by a reload())."""
+    return result.failed and not getattr(result, "repeated", False)
+
+
+def expected_rejections(stream: list[Version]) -> int:
+    """How many ``reload_failed`` signals the stream calls for: a rejected content is
+    reported when it arrives; reading it again (a second event, a second reload) is not
+    news. A good version in between makes the next rejection news again."""
+    count = 0
+    last_rejected: dict[str, str | bytes] | None = None
+    for version in stream:
+        if version.good:
+            last_rejected = None
+        elif version.files != last_rejected:
+            count += 1
+            last_rejected = version.files
+    return count
+
+
+def run_stream(
+    tmp_path: Path, stream: list[Version], *, watcher: bool
+) -> tuple[LiveSettings[Any], list[Exception], list[ReloadResult[Any]], list[Reader]]:
+    """Write each version of ``stream``, then reload (or let the watcher do it) and check
+    the snapshot served: the version itself if good, else the last good one."""
+    writer = KubeletWriter(tmp_path / "podinfo", seed=11)
+    writer.write(shop_files(0))
+    settings = live(shop_settings(writer.path))
+    failures: list[Exception] = []
+    settings.on_reload_failed(failures.append)
+    last_good = settings.current
+    expected = 0
+    last_rejected: dict[str, str | bytes] | None = None
+    good = {0}
+    with contextlib.ExitStack() as stack:
+        results = stack.enter_context(recording(settings))
+        readers = stack.enter_context(
+            reading(settings, 2, probe=lambda s: (s.marker,), allowed=good.__contains__)
+        )
+        if watcher:
+            stack.enter_context(settings)
+        for version in stream:
+            if version.good:
+                good.add(version.marker)
+            assert writer.write(version.files)
+            if version.good:
+                last_rejected = None
+            elif version.files != last_rejected:
+                expected += 1
+                last_rejected = version.files
+            if not watcher:
+                result = settings.reload()
+                assert result.status == ("applied" if version.good else "failed"), version.kind
+                again = settings.reload()  # the same content, read once more
+            else:
+                if version.good:
+                    assert wait_until(lambda v=version: settings.current.marker == v.marker)
+                else:
+                    assert wait_until(lambda n=expected: len(failures) >= n), version.kind
+                # Any event in the directory makes the watcher read the volume again.
+                seen = len(results)
+                nudge(writer.path)
+                assert wait_until(lambda n=seen: len(results) > n)
+                again = results[-1]
+            assert not again.applied
+            assert len(failures) == expected, f"{version.kind}: read again, reported again"
+            if version.good:
+                assert settings.current.marker == version.marker
+                assert settings.last_error is None
+                last_good = settings.current
+            else:
+                assert settings.current is last_good, f"{version.kind}: the last good one stays"
+                assert isinstance(settings.last_error, CanaryConfError), version.kind
+        if watcher:
+            settle(lambda: len(results))
+            assert watcher_alive(settings)
+    assert expected == expected_rejections(stream)
+    return settings, failures, results, readers
+
+
+BUG_READ_DEDUPE = (
+    "bug: a version rejected while its volume is read (a file over the size cap, an"
+    " unreadable file, a symlink out of the volume) gets no failed_digest, so every later"
+    " read of it (each watcher event, each reload()) sends reload_failed again"
+)
+
+
+@pytest.mark.parametrize(
+    ("kinds", "watcher"),
+    [
+        pytest.param(CONTENT_KINDS, False, id="content-reload"),
+        pytest.param(CONTENT_KINDS, True, id="content-watcher"),
+        pytest.param(
+            READ_KINDS,
+            False,
+            id="read-reload",
+            marks=pytest.mark.xfail(strict=True, reason=BUG_READ_DEDUPE),
+        ),
+        pytest.param(
+            READ_KINDS,
+            True,
+            id="read-watcher",
+            marks=pytest.mark.xfail(strict=True, reason=BUG_READ_DEDUPE),
+        ),
+    ],
+)
+@pytest.mark.timeout(LONG_TIMEOUT)
+def test_invalid_versions_keep_the_last_good_snapshot(
+    tmp_path: Path, kinds: dict[str, dict[str, str | None]], watcher: bool
+) -> None:
+    stream = version_stream(kinds, ROUNDS)
+    settings, failures, results, readers = run_stream(tmp_path, stream, watcher=watcher)
+
+    rejected = [v for v in stream if not v.good]
+    report(
+        f"invalid versions ({', '.join(kinds)}; {'watcher' if watcher else 'reload()'})",
+        versions=len(stream),
+        invalid=len(rejected),
+        reload_failed=len(failures),
+        reloads=len(results),
+        reads=sum(r.reads for r in readers),
+        bad_reads=sum(len(r.torn) for r in readers),
+    )
+    assert [t for r in readers for t in r.torn] == [], "a reader saw a rejected version"
+    assert all(r.reads > 0 for r in readers)
+    assert all(isinstance(f, CanaryConfError) for f in failures)
+    assert sum(map(is_news, results)) == len(failures)
+    assert len(failures) == expected_rejections(stream) == len(rejected)
+    assert settings.current.marker == stream[-1].marker
+
+
+# -- faults -----------------------------------------------------------------------------
+
+BACKENDS = [
+    pytest.param({"backend": "inotify"}, id="inotify"),
+    pytest.param({"force_polling": True, "poll_interval": 0.02}, id="polling"),
+    pytest.param({"backend": "watchfiles"}, id="watchfiles"),
+]
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+@pytest.mark.timeout(LONG_TIMEOUT)
+def test_a_volume_removed_and_recreated_again_and_again(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    volume = tmp_path / "podinfo"
+    KubeletWriter(volume).write(marked(0))
+    settings = live(marked_settings(volume), **options)
+    recorder = Recorder()
+    settings.on_change(recorder)
+    cycles = scaled("CANARYCONF_STRESS_ROUNDS", 3, 30)
+    gen = 0
+    with reading(settings, 2) as readers, settings:
+        for cycle in range(cycles):
+            if cycle % 2:
+                shutil.rmtree(volume)
+            else:  # moved away (IN_MOVE_SELF), as an unmount can look
+                volume.rename(tmp_path / f"gone-{cycle}")
+            assert settings.reload().status == "unchanged", "a volume gone is not empty"
+            assert settings.current.label_gen == gen
+            writer = KubeletWriter(volume, seed=cycle)
+            gen += 1
+            writer.write(marked(gen))
+            assert wait_until(lambda g=gen: settings.current.label_gen == g), f"cycle {cycle}"
+            gen += 1
+            writer.write(marked(gen))  # and the new directory is watched
+            assert wait_until(lambda g=gen: settings.current.label_gen == g), f"cycle {cycle}"
+        assert wait_until(lambda: watcher_alive(settings))
+    report(
+        f"volume removed and recreated ({next(iter(options.values()))})",
+        cycles=cycles,
+        changes=len(recorder.seen),
+        reads=sum(r.reads for r in readers),
+        torn=sum(len(r.torn) for r in readers),
+    )
+    assert [t for r in readers for t in r.torn] == []
+    assert recorder.problems() == []
+    assert [new for _old, new in recorder.seen] == list(range(1, gen + 1)), "no detour"
+
+
+PERMISSION_CHILD = """
+import json, os, sys, threading, time
+from canaryconf import CanaryConfigDict, CanarySettings, annotation, live
+from canaryconf._watch import active_watches
+
+volume, options = sys.argv[1], json.loads(sys.argv[2])
+
+class Settings(CanarySettings):
+    model_config = CanaryConfigDict(downward_api_dir=volume)
+    marker: int = annotation("marker", default=-1)
+
+failures = []
+settings = live(Settings, **options)
+settings.on_reload_failed(lambda error: failures.append(type(error).__name__))
+settings.start()
+
+def state():
+    threads = [t for t in threading.enumerate() if t.name == "canaryconf-watcher"]
+    error = settings.last_error
+    return {
+        "uid": os.getuid(),
+        "marker": settings.marker,
+        "error": type(error).__name__ if error is not None else None,
+        "failures": failures[:],
+        "running": settings.running,
+        "alive": len(threads) == 1 and threads[0].is_alive(),
+        "backends": [w.backend for w in active_watches()],
+    }
+
+def wait(condition):
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+print(json.dumps(state()), flush=True)
+for line in sys.stdin:
+    command, _, argument = line.strip().partition(" ")
+    if command == "marker":
+        wait(lambda: settings.marker == int(argument))
+    elif command == "error":
+        wait(lambda: settings.last_error is not None
+             and type(settings.last_error).__name__ == argument)
+    else:
+        break
+    print(json.dumps(state()), flush=True)
+settings.stop()
+"""
+
+
+class Child:
+    """A Python child process that answers one JSON line per command line."""
+
+    def __init__(self, script: str, *args: str, **popen: Any) -> None:
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            **popen,
+        )
+
+    def answer(self, timeout: float = 2 * DEADLINE) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise AssertionError(f"no answer from the child; stderr:\n{self.stderr}")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self.answer()
+
+    def close(self) -> int:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        try:
+            code = self.process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        assert self.process.stderr is not None
+        self.stderr = self.process.stderr.read()
+        return code
+
+    stderr = ""
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A directory any user can traverse (pytest's tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="canaryconf-stress-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+NOBODY = 65534
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+@pytest.mark.parametrize("options", BACKENDS[:2])
+def test_permissions_removed_and_restored(world_dir: Path, options: dict[str, Any]) -> None:
+    """The application runs as nobody (uid 65534), the kubelet as root: files it cannot
+    read (a defaultMode of 0600) and a volume directory it cannot enter are rejected
+    versions; once readable again, the next version applies."""
+    writer = KubeletWriter(world_dir / "podinfo", seed=5)
+
+    def version(marker: int, mode: int = 0o644) -> None:
+        writer.write(pod_files(annotations={"marker": str(marker)}), mode=mode)
+
+    version(1)
+    child = Child(
+        PERMISSION_CHILD,
+        str(writer.path),
+        json.dumps(options),
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+    )
+    steps = []
+    try:
+        steps.append(("start", child.answer()))
+        version(2, mode=0o600)  # files the application cannot read
+        steps.append(("files 0600", child.ask("error VolumePermissionError")))
+        version(3)
+        steps.append(("files 0644", child.ask("marker 3")))
+        writer.path.chmod(0o700)  # the directory itself closed
+        version(4)
+        steps.append(("directory 0700", child.ask("error VolumePermissionError")))
+        writer.path.chmod(0o755)  # reopened: no new version needed
+        steps.append(("directory 0755", child.ask("marker 4")))
+        version(5)
+        steps.append(("next version", child.ask("marker 5")))
+    finally:
+        code = child.close()
+    report(
+        f"permissions ({next(iter(options.values()))})",
+        **{name: (state["marker"], state["error"]) for name, state in steps},
+        failures=steps[-1][1]["failures"],
+    )
+    assert code == 0, child.stderr
+    states = dict(steps)
+    assert states["start"]["uid"] == NOBODY
+    assert (states["files 0600"]["marker"], states["files 0600"]["error"]) == (
+        1,
+        VolumePermissionError.__name__,
+    )
+    assert (states["files 0644"]["marker"], states["files 0644"]["error"]) == (3, None)
+    assert states["directory 0700"]["marker"] == 3
+    assert states["directory 0700"]["error"] == VolumePermissionError.__name__
+    assert (states["directory 0755"]["marker"], states["directory 0755"]["error"]) == (4, None)
+    final = states["next version"]
+    assert (final["marker"], final["error"], final["running"], final["alive"]) == (
+        5,
+        None,
+        True,
+        True,
+    )
+    assert set(final["failures"]) == {VolumePermissionError.__name__}

@@ -24,7 +24,7 @@ from canaryconf._fields import (
     restart_required,
     secret,
 )
-from canaryconf._live import LiveSettings, live
+from canaryconf._live import LiveSettings, PinnedSettings, live
 from canaryconf.change import Change, ReloadResult
 from canaryconf.downward import format_map, parse_map
 from canaryconf.rollout import RolloutInfo
@@ -42,6 +42,7 @@ __all__ = [
     "FieldProblem",
     "LiveSettings",
     "NotAVolumeError",
+    "PinnedSettings",
     "ReloadResult",
     "RolloutInfo",
     "SettingsValidationError",

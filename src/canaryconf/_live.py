@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import logging
 import os
+import queue
 import signal as signal_module
 import threading
 import time
@@ -33,7 +34,7 @@ from canaryconf.sources.base import read_settings_volume
 from canaryconf.sources.providers.labels import is_rollout_field
 from canaryconf.volume import VolumeSnapshot, read_data_target
 
-__all__ = ["LiveSettings", "live"]
+__all__ = ["LiveSettings", "PinnedSettings", "live"]
 
 logger = logging.getLogger("canaryconf")
 
@@ -59,6 +60,25 @@ class _State(Generic[S]):
         return None
 
 
+@dataclass(frozen=True)
+class PinnedSettings(Generic[S]):
+    """One snapshot together with the generation, digest and rollout role it came with,
+    all read from one version: what a web adapter pins for the length of a request.
+
+    Other attributes are read from the snapshot, so ``pinned.db_url`` works.
+    """
+
+    settings: S
+    generation: str | None
+    digest: str
+    rollout_role: str | None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "settings":
+            raise AttributeError(name)
+        return getattr(self.settings, name)
+
+
 @dataclass
 class _Core(Generic[S]):
     settings_cls: type[S]
@@ -71,6 +91,7 @@ class _Core(Generic[S]):
     handler_timeout: float | None
     state: _State[S]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    dispatch_lock: threading.RLock = field(default_factory=threading.RLock)
     async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -236,6 +257,22 @@ class LiveSettings(Generic[S]):
         """The rollout role of the current snapshot (None without a RolloutInfo field)."""
         return _role(self._core, self.current)
 
+    def pin(self) -> PinnedSettings[S]:
+        """The current snapshot with its generation, digest and rollout role, read as one
+        (``current`` and ``generation`` read one after the other could straddle a swap).
+
+        >>> from canaryconf import CanarySettings
+        >>> class Settings(CanarySettings):
+        ...     feature_x: bool = False
+        >>> pinned = live(Settings).pin()
+        >>> pinned.feature_x, pinned.generation
+        (False, None)
+        """
+        state = self._core.state
+        return PinnedSettings(
+            state.snapshot, state.generation, state.digest, _role(self._core, state.snapshot)
+        )
+
     # -- reloading -----------------------------------------------------------------------
 
     @staticmethod
@@ -267,7 +304,17 @@ class LiveSettings(Generic[S]):
                         core.state = _State(old.snapshot, volumes, digest, targets)
                     return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
                 if digest == core.failed_digest:
-                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
+                    if fast:  # the watcher saw this version already: nothing new to say
+                        return ReloadResult(
+                            "unchanged", generation=old.generation, digest=old.digest
+                        )
+                    return ReloadResult(
+                        "failed",
+                        error=core.last_error,
+                        generation=old.generation,
+                        digest=old.digest,
+                        repeated=True,
+                    )
                 new = cast(S, build_settings(core.settings_cls, volumes, **core.init_kwargs))
             except Exception as exc:
                 if not isinstance(exc, CanaryConfError):
@@ -316,10 +363,16 @@ class LiveSettings(Generic[S]):
         Returns a :class:`~canaryconf.ReloadResult`; a failed reload keeps the last good
         snapshot, sets :attr:`last_error` and sends ``reload_failed``.
         """
-        result = self._reload_core(fast=False)
-        for coro in self._dispatch(result):
-            _run_coroutine_here(coro)
-        return result
+        return self._reload_sync(fast=False)
+
+    def _reload_sync(self, *, fast: bool) -> ReloadResult[S]:
+        # One reload and its handlers at a time, so handlers see changes in order; a
+        # handler may itself call reload() (the lock is re-entrant).
+        with self._core.dispatch_lock:
+            result = self._reload_core(fast=fast)
+            for coro in self._dispatch(result):
+                _run_coroutine_here(coro)
+            return result
 
     async def areload(self, *, _fast: bool = False) -> ReloadResult[S]:
         """:meth:`reload` for async code: coroutine handlers are awaited on this loop."""
@@ -338,7 +391,7 @@ class LiveSettings(Generic[S]):
         for the caller to await in order."""
         core = self._core
         name = core.settings_cls.__name__
-        if result.status == "failed":
+        if result.status == "failed" and not result.repeated:
             logger.warning(
                 "canaryconf: reload of %s failed, keeping the last good settings: %s",
                 name,
@@ -360,19 +413,20 @@ class LiveSettings(Generic[S]):
                 logger.warning("canaryconf: asking process %d to exit (SIGTERM)", os.getpid())
                 os.kill(os.getpid(), signal_module.SIGTERM)
         if change is not None:
-            logger.info(
-                "canaryconf: %s applied generation %s: %s",
-                name,
-                change.generation,
-                _describe(change),
-            )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "canaryconf: %s applied generation %s: %s",
+                    name,
+                    change.generation,
+                    _describe(change),
+                )
             yield from self._send(signals.settings_changed, change=change)
             old_role, new_role = _role(core, change.old), _role(core, change.new)
             if old_role != new_role:
                 yield from self._send(
                     signals.role_changed, change=change, old_role=old_role, new_role=new_role
                 )
-                if old_role in CANARY_ROLES and new_role in STABLE_ROLES:
+                if _is_promotion(core, change, old_role, new_role):
                     yield from self._send(signals.promoted, change=change)
         yield from self._send(signals.reloaded, result=result)
 
@@ -380,11 +434,11 @@ class LiveSettings(Generic[S]):
         for receiver in _in_connection_order(signal, self):
             try:
                 outcome = receiver(self, **kwargs)
-            except Exception:
-                _log_handler_error(signal, receiver)
+            except Exception as exc:
+                _handler_failed(self, signal, receiver, exc)
                 continue
             if inspect.isawaitable(outcome):
-                yield _guarded(outcome, signal, receiver, self._core.handler_timeout)
+                yield _guarded(outcome, signal, receiver, self._core.handler_timeout, self)
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -450,6 +504,7 @@ class LiveSettings(Generic[S]):
         stop_event: asyncio.Event | None = None,
         *,
         _ready: Callable[[], None] | None = None,
+        _handlers: _HandlerThread | None = None,
     ) -> None:
         """Watch every volume of the settings in the running loop until ``stop_event`` is
         set (or the task is cancelled). With inotify there is no thread and no timer: the
@@ -467,7 +522,10 @@ class LiveSettings(Generic[S]):
         ]
 
         async def on_event() -> None:
-            await self.areload(_fast=True)
+            if _handlers is None:
+                await self.areload(_fast=True)
+            else:
+                await _handlers.run(lambda: self._reload_sync(fast=True))
 
         for w in watches:
             w.subscribe(on_event)
@@ -476,7 +534,7 @@ class LiveSettings(Generic[S]):
                 await w.ready.wait()
             # A watch shared with another LiveSettings was in place before this one
             # subscribed: catch up with what changed since this snapshot was read.
-            await self.areload(_fast=True)
+            await on_event()
             if _ready is not None:
                 _ready()
             if stop_event is None:
@@ -507,8 +565,12 @@ class LiveSettings(Generic[S]):
     def start(self) -> LiveSettings[S]:
         """Watch in canaryconf's background thread (for WSGI apps and scripts).
 
-        Returns once the watches are in place. The thread runs an event loop that sleeps
-        until a volume changes; it is shared by every LiveSettings started in the process.
+        Returns once the watches are in place. The thread ``canaryconf-watcher`` runs an
+        event loop that sleeps until a volume changes; it is shared by every LiveSettings
+        started in the process. Reloads and their handlers run on a second thread,
+        ``canaryconf-handlers``, that has no event loop, so synchronous handlers may use
+        libraries that refuse to run inside one (Django's ORM); coroutine handlers run on a
+        loop of their own there.
         """
         core = self._core
         if core.thread_future is not None:
@@ -516,7 +578,9 @@ class LiveSettings(Generic[S]):
         background = _Background.acquire()
         ready = threading.Event()
         stop_event = core.thread_stop = asyncio.Event()
-        future = core.thread_future = background.submit(self.watch(stop_event, _ready=ready.set))
+        future = core.thread_future = background.submit(
+            self.watch(stop_event, _ready=ready.set, _handlers=background.handlers)
+        )
         if not ready.wait(START_TIMEOUT) and future.done():
             self.stop()
             future.result()
@@ -654,6 +718,37 @@ def _in_connection_order(signal: NamedSignal, sender: Any) -> list[Any]:
     return sorted(chosen, key=position)
 
 
+def _is_promotion(
+    core: _Core[Any], change: Change[Any], old_role: str | None, new_role: str | None
+) -> bool:
+    """Canary (or preview) -> stable (or active) for the same revision: a pod keeps its
+    ``rollouts-pod-template-hash`` when Argo Rollouts promotes it in place."""
+    if old_role not in CANARY_ROLES or new_role not in STABLE_ROLES:
+        return False
+    if core.rollout_field is None:
+        return True
+    old_hash = getattr(change.old, core.rollout_field).pod_template_hash
+    new_hash = getattr(change.new, core.rollout_field).pod_template_hash
+    return old_hash is None or new_hash is None or old_hash == new_hash
+
+
+def _handler_failed(sender: Any, signal: NamedSignal, receiver: Any, error: BaseException) -> None:
+    """Log a handler's failure with its name and tell ``handler_failed`` receivers."""
+    _log_handler_error(signal, receiver)
+    if signal is signals.handler_failed:
+        return
+    for listener in _in_connection_order(signals.handler_failed, sender):
+        try:
+            listener(
+                sender,
+                handler=getattr(receiver, "__name__", repr(receiver)),
+                signal=signal.name,
+                error=error,
+            )
+        except Exception:
+            _log_handler_error(signals.handler_failed, listener)
+
+
 def _log_handler_error(signal: NamedSignal, receiver: Any) -> None:
     logger.exception(
         "canaryconf: handler %s for %s raised; other handlers still run",
@@ -663,14 +758,18 @@ def _log_handler_error(signal: NamedSignal, receiver: Any) -> None:
 
 
 async def _guarded(
-    awaitable: Awaitable[Any], signal: NamedSignal, receiver: Any, timeout: float | None
+    awaitable: Awaitable[Any],
+    signal: NamedSignal,
+    receiver: Any,
+    timeout: float | None,
+    sender: Any = None,
 ) -> None:
     """Await a coroutine handler for at most ``timeout`` seconds; log (with the handler's
     name) what it raised or that it ran over and was cancelled."""
     timed = asyncio.ensure_future(awaitable)
     try:
         await asyncio.wait_for(timed, timeout)
-    except asyncio.TimeoutError:
+    except asyncio.TimeoutError as exc:
         if timed.cancelled():
             logger.error(
                 "canaryconf: handler %s for %s ran over %ss and was cancelled",
@@ -678,10 +777,26 @@ async def _guarded(
                 signal.name,
                 timeout,
             )
+            _handler_failed_quietly(sender, signal, receiver, exc)
         else:  # the handler itself raised TimeoutError
-            _log_handler_error(signal, receiver)
-    except Exception:
-        _log_handler_error(signal, receiver)
+            _handler_failed(sender, signal, receiver, exc)
+    except Exception as exc:
+        _handler_failed(sender, signal, receiver, exc)
+
+
+def _handler_failed_quietly(
+    sender: Any, signal: NamedSignal, receiver: Any, error: BaseException
+) -> None:
+    for listener in _in_connection_order(signals.handler_failed, sender):
+        try:
+            listener(
+                sender,
+                handler=getattr(receiver, "__name__", repr(receiver)),
+                signal=signal.name,
+                error=error,
+            )
+        except Exception:
+            _log_handler_error(signals.handler_failed, listener)
 
 
 def _run_coroutine_here(coro: Awaitable[Any]) -> None:
@@ -702,6 +817,59 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> None:
 _background_tasks: set[asyncio.Task[None]] = set()
 
 
+class _HandlerThread:
+    """A thread with no event loop that runs reloads and their handlers one at a time.
+
+    It blocks on its queue while idle (no periodic wake-ups) and is started on first use.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._serve, name="canaryconf-handlers", daemon=True
+            )
+            self.thread.start()
+        self.queue.put((fn, future))
+        return await future
+
+    def _serve(self) -> None:
+        while (item := self.queue.get()) is not None:
+            fn, future = item
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_TIMEOUT)
+
+    def is_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 class _Background:
     """The process's one watcher thread: an event loop that sleeps until an event."""
 
@@ -710,6 +878,7 @@ class _Background:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.handlers = _HandlerThread(self.loop)
         self.users = 0
         self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
         self.thread.start()
@@ -750,18 +919,24 @@ class _Background:
         background.loop.call_soon_threadsafe(background.loop.stop)
         if not background.is_current_thread():
             background.thread.join(STOP_TIMEOUT)
+        background.handlers.stop()
 
     def is_current_thread(self) -> bool:
-        return threading.current_thread() is self.thread
+        current = threading.current_thread()
+        return current is self.thread or self.handlers.is_current_thread()
 
 
 _instances: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
+# What a forked child inherits of the parent's watcher (its loop, tasks, stop events) must
+# not be collected there: finalizing coroutines this process never ran prints noise.
+_forked_away: list[object] = []
 
 
 def _after_fork_in_child() -> None:
     """A forked child has no watcher thread: start again what ran in the parent, with a
     fresh snapshot, and forget the parent's descriptors and locks."""
     _watch.forget_after_fork()
+    _forked_away.append(_Background.current)
     _Background.current = None
     _Background._lock = threading.Lock()
     restart = []
@@ -769,7 +944,9 @@ def _after_fork_in_child() -> None:
         core = instance._core
         core.lock = threading.Lock()
         core.async_locks = weakref.WeakKeyDictionary()
+        core.dispatch_lock = threading.RLock()
         if core.thread_future is not None:
+            _forked_away.append((core.thread_future, core.thread_stop))
             core.thread_future = None
             core.thread_stop = None
             restart.append(instance)

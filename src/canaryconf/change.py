@@ -80,6 +80,8 @@ class ReloadResult(Generic[S]):
     duration: float = 0.0
     timestamp: float = field(default_factory=time.time)
     restart_fields: frozenset[str] = frozenset()
+    #: A manual reload met content already rejected: ``error`` is that rejection's.
+    repeated: bool = False
 
     @property
     def applied(self) -> bool:

@@ -335,7 +335,6 @@ def reload_settings() -> tuple[Response, int]:
         digest=result.digest,
         changed=sorted(result.change.fields) if result.change is not None else [],
         error=_error_text(result.error),
-        # Re-reading content that already failed is "unchanged": this says it is still bad.
         last_error=_error_text(live_settings.last_error),
         pid=os.getpid(),
     )

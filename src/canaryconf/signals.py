@@ -8,8 +8,8 @@ receiver that raises is logged and the others still run. Coroutine receivers are
 
 >>> from canaryconf import signals
 >>> sorted(signals.canaryconf_signals)  # doctest: +NORMALIZE_WHITESPACE
-['promoted', 'reload-failed', 'reloaded', 'restart-required', 'role-changed',
- 'settings-changed']
+['handler-failed', 'promoted', 'reload-failed', 'reloaded', 'restart-required',
+ 'role-changed', 'settings-changed']
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from blinker import Namespace
 
 __all__ = [
     "canaryconf_signals",
+    "handler_failed",
     "promoted",
     "reload_failed",
     "reloaded",
@@ -48,6 +49,11 @@ restart_required = canaryconf_signals.signal(
     "restart-required",
     doc="Fields marked restart_required changed; their new values were not applied. "
     "kwargs: ``fields`` (frozenset of names), ``change``.",
+)
+handler_failed = canaryconf_signals.signal(
+    "handler-failed",
+    doc="A handler raised (or a coroutine handler ran over its timeout). kwargs: "
+    "``handler`` (its name), ``signal`` (the signal's name), ``error``.",
 )
 reloaded = canaryconf_signals.signal(
     "reloaded",

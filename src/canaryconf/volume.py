@@ -280,10 +280,12 @@ def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
         if st.st_size > budget:
             return None
         limit = min(cap, budget)
-        chunks = []
+        chunks: list[bytes] = []
         remaining = limit + 1
         while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
+            # The size fstat gave, plus one byte to notice a file that grew since.
+            want = st.st_size + 1 if not chunks else 1 << 16
+            chunk = os.read(fd, min(remaining, want))
             if not chunk:
                 break
             chunks.append(chunk)

@@ -167,12 +167,17 @@ class DemoApp:
 
         @settings.on_promoted
         def promoted(change: Change[ShopSettings]) -> None:
-            old, new = change.old.rollout, change.new.rollout
-            if old.pod_template_hash != new.pod_template_hash:
-                show("role canary -> stable with another revision: the canary was aborted")
-                return
             self.seen["promoted"] += 1
-            show(f"PROMOTED: this pod is now stable (revision {new.pod_template_hash})")
+            revision = change.new.rollout.pod_template_hash
+            show(f"PROMOTED: this pod is now stable (revision {revision})")
+
+        @settings.on_role_changed
+        def role_changed(change: Change[ShopSettings]) -> None:
+            # canaryconf sends `promoted` only when the same revision becomes stable; here
+            # the stable revision came back instead.
+            old, new = change.old.rollout, change.new.rollout
+            if old.is_canary and new.is_stable and old.pod_template_hash != new.pod_template_hash:
+                show("role canary -> stable with another revision: the canary was aborted")
 
         def on_reloaded(sender: Any, result: ReloadResult[Any], **_: Any) -> None:
             self.last = result
