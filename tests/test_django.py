@@ -9,7 +9,6 @@ decision functions are tested here directly.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from canaryconf.django._runtime import management_command, watch_decision
 from canaryconf.django.conf import Config
 from canaryconf.settings import REDACTED
 from canaryconf.testing import KubeletWriter, pod_files
-from e2e._support import fetch_json, free_port, poll_until, start_server
+from e2e._support import fetch_json, free_port, inotify_fds, poll_until, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "django"
@@ -103,6 +102,20 @@ def wait_for(condition, timeout=2.0):
         if time.monotonic() > deadline:
             raise AssertionError("timed out")
         time.sleep(0.005)
+
+def in_event_loop():
+    import asyncio
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+def select_one():  # a query on this thread's connection: Django refuses it in a loop
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute("select 1")
+        return cursor.fetchone()[0]
 
 def version(db_url, new_checkout="false", role="canary", **annotations):
     return pod_files(
@@ -457,7 +470,8 @@ def test_middleware_pins_one_snapshot_for_the_whole_request(project: Path) -> No
         django.setup()
         import asyncio
         from django.test import RequestFactory
-        from canaryconf.django import PinnedSettings, get_live_settings
+        import canaryconf
+        from canaryconf.django import PinnedSettings, get_live_settings, pin
         from canaryconf.django.middleware import CanaryConfMiddleware
         live = get_live_settings()
         live.stop()  # reload by hand: the swap must land exactly mid-request
@@ -473,6 +487,8 @@ def test_middleware_pins_one_snapshot_for_the_whole_request(project: Path) -> No
                            after.rollout.role, after.rollout_role],
                 "live": [live.generation, live.db_url, live.new_checkout],
                 "type": type(after).__name__,
+                "core_type": type(after) is PinnedSettings is canaryconf.PinnedSettings,
+                "alias": pin(live) == live.pin(),
                 "settings_type": type(after.settings).__name__,
             }
 
@@ -503,6 +519,8 @@ def test_middleware_pins_one_snapshot_for_the_whole_request(project: Path) -> No
     assert result["sync"]["live"][1:] == ["postgres://canary-db-2/checkout", True]
     assert result["sync"]["live"][0] != generation_1
     assert result["sync"]["type"] == "PinnedSettings"
+    assert result["sync"]["core_type"] is True  # canaryconf.django.PinnedSettings is the core's
+    assert result["sync"]["alias"] is True
     assert result["sync"]["settings_type"] == "Settings"
     assert result["next"] == [result["sync"]["live"][0], "postgres://canary-db-2/checkout"]
     assert result["async_capable"] is True
@@ -624,7 +642,7 @@ def test_django_signal_fires_after_mirroring_outside_the_event_loop(project: Pat
         project,
         """
         django.setup()
-        import asyncio, logging
+        import logging
         from django.conf import settings as dj
         from django.db import connection
         from django.dispatch import receiver
@@ -641,20 +659,12 @@ def test_django_signal_fires_after_mirroring_outside_the_event_loop(project: Pat
 
         @receiver(settings_changed)
         def record(sender, change, **kwargs):
-            try:
-                asyncio.get_running_loop()
-                in_loop = True
-            except RuntimeError:
-                in_loop = False
-            with connection.cursor() as cursor:   # the ORM works here
-                cursor.execute("select 1")
-                orm = cursor.fetchone()[0]
             seen.append({
                 "sender_is_live": sender is live,
                 "fields": sorted(change.fields),
                 "mirrored": dj.CHECKOUT_DB_URL,
-                "in_loop": in_loop,
-                "orm": orm,
+                "in_loop": in_event_loop(),
+                "orm": select_one(),  # the ORM works here
                 "thread": threading.current_thread().name,
             })
 
@@ -677,12 +687,13 @@ def test_django_signal_fires_after_mirroring_outside_the_event_loop(project: Pat
         result["seen"] = seen
         """,
         settings=django_settings(
-            CANARYCONF={"SETTINGS": "shopconf.Settings", "MIRROR": {"db_url": "CHECKOUT_DB_URL"}}
+            CANARYCONF={"SETTINGS": "shopconf.Settings", "MIRROR": {"db_url": "CHECKOUT_DB_URL"}},
+            DATABASES=file_database(project),
         ),
     )
     watched, reloaded = result["seen"]
-    assert result["connection_kept"] is True  # only the worker thread's are closed
-    assert watched["thread"] != "canaryconf-watcher"
+    assert result["connection_kept"] is True  # the request's own connection stays open
+    assert watched["thread"] == "canaryconf-handlers"  # the watcher's loop-free thread
     assert reloaded["thread"] == "request"
     for seen in (watched, reloaded):
         assert seen["sender_is_live"] is True
@@ -691,6 +702,78 @@ def test_django_signal_fires_after_mirroring_outside_the_event_loop(project: Pat
         assert seen["orm"] == 1
     assert watched["fields"] == ["db_url"]
     assert reloaded["fields"] == ["rollout"]
+
+
+def file_database(project: Path) -> dict[str, Any]:
+    """A SQLite file database (closing an in-memory one does nothing)."""
+    return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(project / "db")}}
+
+
+def test_django_receivers_run_off_the_loop_and_their_connections_are_closed(
+    project: Path,
+) -> None:
+    """Wherever the reload came from (the watcher, ``areload()`` or ``reload()`` in async
+    code), Django receivers run in a thread with no event loop, may use the ORM, and the
+    connections they opened are closed once they have run."""
+    result = run_django(
+        project,
+        """
+        django.setup()
+        import asyncio
+        from django.db import connection
+        from django.dispatch import receiver
+        from canaryconf.django import get_live_settings
+        from canaryconf.django.signals import settings_changed
+        live = get_live_settings()
+        seen, raw = [], []
+
+        @receiver(settings_changed)
+        def record(sender, change, **kwargs):
+            seen.append([threading.current_thread().name, in_event_loop(), select_one()])
+            raw.append(connection.connection)
+
+        def closed(sqlite_connection):
+            try:
+                sqlite_connection.execute("select 1")
+            except Exception as exc:  # sqlite3.ProgrammingError: closed database
+                return type(exc).__name__
+            return "open"
+
+        writer.write(version("postgres://watched/checkout"))
+        wait_for(lambda: len(seen) == 1)
+        live.stop()
+
+        async def async_view_areload():
+            writer.write(version("postgres://areload/checkout"))
+            await live.areload()
+            return connection.connection is None  # nothing opened in the loop's thread
+
+        async def async_view_reload():
+            writer.write(version("postgres://reload/checkout"))
+            live.reload()  # the sync API in async code: the signal follows in a task
+            deadline = time.monotonic() + 2
+            while len(seen) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            return connection.connection is None
+
+        result["loop_thread_untouched"] = [
+            asyncio.run(async_view_areload()), asyncio.run(async_view_reload())
+        ]
+        deadline = time.monotonic() + 2  # the watcher's receiver closes after it returned
+        while any(closed(c) == "open" for c in raw) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        result["seen"] = seen
+        result["closed"] = [closed(c) for c in raw]
+        """,
+        settings=django_settings(DATABASES=file_database(project)),
+    )
+    watched, areloaded, reloaded = result["seen"]
+    assert watched == ["canaryconf-handlers", False, 1]
+    for thread, in_loop, orm in (areloaded, reloaded):
+        assert (in_loop, orm) == (False, 1)
+        assert thread not in ("MainThread", "canaryconf-handlers")
+    assert result["loop_thread_untouched"] == [True, True]
+    assert result["closed"] == ["ProgrammingError"] * 3
 
 
 def test_overriding_canaryconf_warns_that_it_changes_nothing(project: Path) -> None:
@@ -748,15 +831,6 @@ def test_volume_files_never_restart_runserver(project: Path) -> None:
     assert result["reloads"] == [str(project / "shopconf.py")]
 
 
-def _inotify_fds(pid: int) -> int:
-    """How many inotify descriptors process ``pid`` holds: one per watching process."""
-    count = 0
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            count += os.readlink(fd) == "anon_inode:inotify"
-    return count
-
-
 def test_runserver_watches_in_the_child_only_and_never_restarts_for_the_volume(
     podinfo: KubeletWriter,
 ) -> None:
@@ -769,8 +843,8 @@ def test_runserver_watches_in_the_child_only_and_never_restarts_for_the_volume(
         first = poll_until(lambda: fetch_json(url), 5.0, ignore=(httpx.HTTPError,))
         child = first["pid"]
         assert server.children() == [child]
-        assert _inotify_fds(server.pid) == 0  # the autoreloader's parent does not watch
-        assert _inotify_fds(child) == 1  # its child watches the volume, once
+        assert inotify_fds(server.pid) == 0  # the autoreloader's parent does not watch
+        assert inotify_fds(child) == 1  # its child watches the volume, once
 
         podinfo.write(
             pod_files(

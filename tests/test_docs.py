@@ -41,7 +41,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = sorted(DOCS.rglob("*.md")) + [ROOT / "README.md"]
+PAGES = [*sorted(DOCS.rglob("*.md")), ROOT / "README.md"]
 
 PYTHON_LANGS = {"python", "py", "python3"}
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
@@ -69,7 +69,7 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.line}"
+        return f"{_rel(self.page)}:{self.line}"
 
 
 def blocks(page: Path) -> list[Block]:
@@ -112,7 +112,7 @@ def blocks(page: Path) -> list[Block]:
 
 
 def _rel(page: Path) -> str:
-    return str(page.relative_to(ROOT))
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else str(page)
 
 
 def _pages_with(langs: set[str]) -> list[Path]:
@@ -154,14 +154,17 @@ def run_page(page: Path) -> int:
             traceback.print_exc()
             return 1
         shown = page_blocks[index + 1] if index + 1 < len(page_blocks) else None
-        if shown is not None and shown.attrs.get("title") == OUTPUT_TITLE:
-            if not _CHECKER.check_output(shown.code, printed.getvalue(), doctest.ELLIPSIS):
-                print(
-                    f"{shown.where}: the Output block does not match what the block above"
-                    f" printed\n--- shown\n{shown.code}--- printed\n{printed.getvalue()}",
-                    file=sys.stderr,
-                )
-                return 1
+        if (
+            shown is not None
+            and shown.attrs.get("title") == OUTPUT_TITLE
+            and not _CHECKER.check_output(shown.code, printed.getvalue(), doctest.ELLIPSIS)
+        ):
+            print(
+                f"{shown.where}: the Output block does not match what the block above"
+                f" printed\n--- shown\n{shown.code}--- printed\n{printed.getvalue()}",
+                file=sys.stderr,
+            )
+            return 1
     missing = [name for name in written if name not in sys.modules]
     for name in missing:
         print(
@@ -264,9 +267,19 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "no_proxy": "", "NO_PROXY": ""}
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env[name] = CLOSED_PORT  # anything a plugin fetched would fail the build
+    site = tmp_path / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml")]
-        + ["-d", str(tmp_path / "site")],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(site),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -275,8 +288,8 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (tmp_path / "site" / "index.html").is_file()
-    assert (tmp_path / "site" / "reference" / "canaryconf" / "index.html").is_file()
+    assert (site / "index.html").is_file()
+    assert (site / "reference" / "canaryconf" / "index.html").is_file()
 
 
 # -- 3. YAML blocks ---------------------------------------------------------------------------
@@ -299,8 +312,8 @@ def test_yaml_blocks_parse(block: Block) -> None:
 
 
 def _shell_commands(code: str) -> Iterator[str]:
-    for line in code.replace("\\\n", " ").splitlines():
-        line = line.strip().removeprefix("$ ")
+    for raw in code.replace("\\\n", " ").splitlines():
+        line = raw.strip().removeprefix("$ ")
         if line and not line.startswith("#"):
             yield line
 
@@ -356,7 +369,7 @@ def _cli_examples() -> list[tuple[str, list[str]]]:
     return examples
 
 
-@pytest.mark.parametrize(("where", "argv"), _cli_examples(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("where", "argv"), _cli_examples(), ids=str)
 def test_cli_examples_parse(where: str, argv: list[str]) -> None:
     from canaryconf.cli import build_parser
 

@@ -118,6 +118,10 @@ def test_doctests() -> None:
     assert result.failed == 0
 
 
+def test_pinned_settings_is_the_core_one() -> None:
+    assert PinnedSettings is canaryconf.PinnedSettings
+
+
 # --------------------------------------------------------------------------------------------
 # Lifespan
 
@@ -301,6 +305,7 @@ def test_pinned_settings_carry_generation_digest_and_role(
             "digest": pinned.digest,
             "role": pinned.rollout_role,
             "field_role": pinned.settings.rollout.role,
+            "delegated": pinned.db_url == pinned.settings.db_url,
         }
 
     client = TestClient(app)
@@ -309,6 +314,7 @@ def test_pinned_settings_carry_generation_digest_and_role(
         "digest": settings.digest,
         "role": "canary",
         "field_role": "canary",
+        "delegated": True,
     }
     version(podinfo, "postgres://canary-db/app", role="stable")
     assert settings.reload().status == "applied"
@@ -317,6 +323,7 @@ def test_pinned_settings_carry_generation_digest_and_role(
         "digest": settings.digest,
         "role": "stable",
         "field_role": "stable",
+        "delegated": True,
     }
 
 
@@ -398,6 +405,7 @@ def test_reload_endpoint_applies_rejects_and_recovers(
         "changed": ["db_url", "new_checkout"],
         "restart_required": [],
         "error": None,
+        "last_error": None,
         "pid": os.getpid(),
     }
     status = client.get("/-/canaryconf").json()

@@ -3,6 +3,7 @@ a real exposition endpoint on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -188,6 +189,46 @@ def test_handler_errors_are_counted_by_handler(
         if name == "canaryconf_handler_errors_total"
     }
     assert handler_errors == {rebuild_pool.__qualname__: 2}
+
+
+def _handler_errors(registry: CollectorRegistry) -> dict[str, float]:
+    return {
+        sample.labels["handler"]: sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == "canaryconf_handler_errors_total"
+    }
+
+
+def test_handler_errors_count_for_their_own_settings_only(
+    volumes: tuple[KubeletWriter, KubeletWriter], tmp_path: Path
+) -> None:
+    """Two instrumented settings in one process: a handler of one that raises, or a
+    coroutine handler of it that runs over its timeout, counts once, in its registry."""
+    podinfo, secrets = volumes
+    failing = live(_settings_class(podinfo, secrets), handler_timeout=0.05)
+    other_podinfo = KubeletWriter(tmp_path / "other", seed=3)
+    other_podinfo.write(_pod(db_url="postgres://other-db/app"))
+    other = live(_settings_class(other_podinfo, secrets))
+    registries = CollectorRegistry(), CollectorRegistry()
+    handles = instrument(failing, registries[0]), instrument(other, registries[1])
+
+    @failing.on_change
+    def broken(change: Any) -> None:
+        raise RuntimeError("pool down")
+
+    @failing.on_change
+    async def slow(change: Any) -> None:
+        await asyncio.sleep(5)
+
+    podinfo.write(_pod(db_url="postgres://a/app"))
+    assert failing.reload().status == "applied"
+    other_podinfo.write(_pod(db_url="postgres://b/app"))
+    assert other.reload().status == "applied"
+    assert _handler_errors(registries[0]) == {broken.__qualname__: 1, slow.__qualname__: 1}
+    assert _handler_errors(registries[1]) == {}
+    for handle in handles:
+        handle.close()
 
 
 def test_close_unregisters_and_a_second_registration_is_refused(

@@ -857,3 +857,33 @@ def test_doctests(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_plain_secret_fields_never_come_from_annotations_or_labels(tmp_path: Path) -> None:
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    secrets = KubeletWriter(tmp_path / "secrets")
+    podinfo.write(
+        pod_files(
+            labels={"ex-db-password": "from-label"},
+            annotations={"ex/db-password": "from-annotation", "ex/api-token": "explicit"},
+        )
+    )
+    secrets.write({"db-password": "from-secret"})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(podinfo.path),
+            secrets_dirs=[str(secrets.path)],
+            annotation_prefix="ex/",
+            label_prefix="ex-",
+        )
+
+        db_password: SecretStr = SecretStr("")
+        api_token: SecretStr = annotation("api-token", default=SecretStr(""), secret=True)
+
+    settings = Settings()
+    # Anyone who can read the pod can read its annotations: a plain secret field only
+    # takes values from Secret volumes (and the environment), never from pod metadata...
+    assert settings.db_password.get_secret_value() == "from-secret"
+    # ...unless the field says so explicitly.
+    assert settings.api_token.get_secret_value() == "explicit"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -463,3 +465,44 @@ def test_a_handler_may_stop_the_watcher(
     assert not shop.running
     assert wait_until(lambda: not watcher_threads(), 2.0)
     assert caplog.records == []
+
+
+def test_a_forked_child_starts_from_new_restart_required_values(podinfo: KubeletWriter) -> None:
+    """A --preload master forks workers from its old snapshot; each new worker is a fresh
+    start, so it takes restart-required values as they are instead of asking to be
+    restarted again (with on_restart_required="exit" that would be a crash loop)."""
+    podinfo.write(payload(workers=2))
+    shop = live(settings_for(podinfo.path))
+    podinfo.write(payload(workers=8))  # the master never reloads it
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        report = "error"
+        try:
+            asked: list[frozenset[str]] = []
+            shop.on_restart_required(asked.append)
+            result = shop.reload()
+            report = f"{result.status} workers={shop.workers} asked={len(asked)}"
+        finally:
+            os.write(write_end, report.encode())
+            os._exit(0)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.02)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the child did not finish")
+        report = os.read(read_end, 1000).decode()
+    finally:
+        os.close(read_end)
+    assert report == "applied workers=8 asked=0"
+    # The parent itself still holds the value back: it did not restart.
+    result = shop.reload()
+    assert result.restart_fields == frozenset({"workers"})
+    assert shop.workers == 2

@@ -52,8 +52,13 @@ def _indented_block(lines: list[str], start: int, base: int) -> tuple[list[str],
 
 
 def _fence(indent: str, lang: str, body: list[str]) -> list[str]:
-    return ["", f"{indent}```{lang}", *[f"{indent}{line}" if line else "" for line in body],
-            f"{indent}```", ""]
+    return [
+        "",
+        f"{indent}```{lang}",
+        *[f"{indent}{line}" if line else "" for line in body],
+        f"{indent}```",
+        "",
+    ]
 
 
 def convert(text: str) -> str:

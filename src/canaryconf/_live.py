@@ -103,6 +103,10 @@ class _Core(Generic[S]):
     rollout_field: str | None = None
     restart_fields: frozenset[str] = frozenset()
     reloads: int = 0
+    # Set in a forked child: its first reload takes restart-required fields as they are,
+    # since this process starts from them (otherwise every new worker of a --preload
+    # master would ask to be restarted again).
+    adopt_restart_fields: bool = False
 
 
 class _Receiver:
@@ -336,6 +340,9 @@ class LiveSettings(Generic[S]):
                 )
             fields = changed_fields(old.snapshot, new)
             pending_restart = fields & core.restart_fields
+            if core.adopt_restart_fields:
+                core.adopt_restart_fields = False
+                pending_restart = frozenset()
             if pending_restart:
                 keep = {name: getattr(old.snapshot, name) for name in pending_restart}
                 new = new.model_copy(update=keep)
@@ -547,7 +554,11 @@ class LiveSettings(Generic[S]):
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[LiveSettings[S]]:
-        """``async with live.watching():`` watch for the duration of the block."""
+        """``async with live.watching():`` watch for the duration of the block.
+
+        Handlers run in this event loop: a coroutine handler is awaited there, and a
+        synchronous one blocks the loop while it runs, so keep those short.
+        """
         stop = asyncio.Event()
         ready = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self.watch(stop, _ready=ready.set))
@@ -945,6 +956,7 @@ def _after_fork_in_child() -> None:
         core.lock = threading.Lock()
         core.async_locks = weakref.WeakKeyDictionary()
         core.dispatch_lock = threading.RLock()
+        core.adopt_restart_fields = True
         if core.thread_future is not None:
             _forked_away.append((core.thread_future, core.thread_stop))
             core.thread_future = None

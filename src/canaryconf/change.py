@@ -70,7 +70,12 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class ReloadResult(Generic[S]):
-    """The outcome of one reload: ``status`` is ``applied``, ``unchanged`` or ``failed``."""
+    """The outcome of one reload: ``status`` is ``applied``, ``unchanged`` or ``failed``.
+
+    ``change`` is set when applied; ``error`` when failed (``repeated`` then says that a
+    manual reload met a version already rejected: no second ``reload_failed`` is sent);
+    ``restart_fields`` names restart-required fields whose new values were held back.
+    """
 
     status: Literal["applied", "unchanged", "failed"]
     change: Change[S] | None = None

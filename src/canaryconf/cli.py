@@ -234,8 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "sidecar",
         "notify an application when a volume changes",
-        "Watch volumes and notify an application on each change: an HTTP request"
-        " compatible with configmap-reload (empty POST, retries with exponential backoff)"
+        "Watch volumes and notify an application on each change: the HTTP request"
+        " configmap-reload sends (an empty POST), retried with exponential backoff,"
         " or a signal to a process (shareProcessNamespace: true in the pod). With"
         " --settings, only versions that validate are announced. Prometheus metrics with"
         " --metrics-port. Stops cleanly on SIGTERM.",

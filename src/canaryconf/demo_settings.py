@@ -43,6 +43,7 @@ class ShopSettings(CanarySettings):
 
     model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(
         downward_api_dir="/etc/podinfo",
+        configmap_dirs=["/etc/shop/config"],
         secrets_dirs=["/etc/shop/secrets"],
         annotation_prefix="canary.example.com/",
         env_prefix="SHOP_",
@@ -53,6 +54,10 @@ class ShopSettings(CanarySettings):
     rollout: RolloutInfo = RolloutInfo()
     db_password: SecretStr = secret("db-password", default=SecretStr(""))
     workers: int = annotation("workers", default=4, restart_required=True, ge=1, le=64)
+    # From the shop-config ConfigMap (a file per key), unless an annotation overrides them.
+    log_level: str = "info"
+    rate_limit_per_minute: int = 600
+    banner: str = ""
 
     @property
     def new_checkout(self) -> bool:

@@ -24,11 +24,9 @@ Importing ``canaryconf`` never imports FastAPI; only ``canaryconf.fastapi`` does
 # annotations on a callable instance.
 
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 try:
@@ -40,7 +38,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "canaryconf.fastapi needs FastAPI: pip install 'canaryconf[fastapi]'"
     ) from exc
 
-from canaryconf import CanarySettings, LiveSettings, ReloadResult, redacted_dump
+from canaryconf import CanarySettings, LiveSettings, PinnedSettings
+from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
 
 __all__ = [
     "PinnedSettings",
@@ -55,24 +54,9 @@ AppT = TypeVar("AppT")
 
 #: The ASGI scope key under which each request keeps the snapshots it pinned.
 SCOPE_KEY = "canaryconf.pinned"
-NO_STORE = {"Cache-Control": "no-store"}
 
 # id(LiveSettings) -> how many lifespans watch it in this process, for the status endpoint.
 _lifespans: Counter[int] = Counter()
-
-
-@dataclass(frozen=True)
-class PinnedSettings(Generic[S]):
-    """The snapshot a request sees, with the generation and digest it came from.
-
-    ``settings`` is the frozen snapshot itself; ``rollout_role`` its rollout role (None
-    without a :class:`~canaryconf.RolloutInfo` field).
-    """
-
-    settings: S
-    generation: str | None
-    digest: str
-    rollout_role: str | None
 
 
 def canaryconf_lifespan(
@@ -241,20 +225,9 @@ def canaryconf_router(
     router = APIRouter(prefix=prefix, tags=["canaryconf"], include_in_schema=include_in_schema)
 
     async def canaryconf_status(connection: HTTPConnection) -> JSONResponse:
-        pinned = _pin(connection, live)
-        error = live.last_error
-        return JSONResponse(
-            {
-                "settings": redacted_dump(pinned.settings),
-                "generation": pinned.generation,
-                "digest": pinned.digest,
-                "rollout_role": pinned.rollout_role,
-                "last_error": _error_text(error) if error is not None else None,
-                "watching": live.running or id(live) in _lifespans,
-                "pid": os.getpid(),
-            },
-            headers=NO_STORE,
-        )
+        watching = live.running or id(live) in _lifespans
+        body = status_body(live, _pin(connection, live), watching=watching)
+        return JSONResponse(body, headers=NO_STORE)
 
     router.add_api_route("", canaryconf_status, methods=["GET"])
 
@@ -263,9 +236,7 @@ def canaryconf_router(
         async def canaryconf_reload() -> JSONResponse:
             result = await live.areload()
             return JSONResponse(
-                _result_json(result),
-                status_code=422 if result.failed else 200,
-                headers=NO_STORE,
+                reload_body(live, result), status_code=reload_status_code(result), headers=NO_STORE
             )
 
         router.add_api_route("/reload", canaryconf_reload, methods=["POST"])
@@ -278,35 +249,5 @@ def _pin(connection: HTTPConnection, live: LiveSettings[S]) -> PinnedSettings[S]
     pins: dict[int, PinnedSettings[Any]] = connection.scope.setdefault(SCOPE_KEY, {})
     pinned = pins.get(id(live))
     if pinned is None:
-        pinned = pins[id(live)] = _read(live)
+        pinned = pins[id(live)] = live.pin()
     return pinned
-
-
-def _read(live: LiveSettings[S]) -> PinnedSettings[S]:
-    """Snapshot, generation, digest and role of one version.
-
-    They are separate properties, and a reload in another thread can swap between two
-    reads. A replaced snapshot never becomes current again, so when ``current`` is the
-    same object before and after, the values read in between belong to it.
-    """
-    while True:
-        settings = live.current
-        generation, digest, role = live.generation, live.digest, live.rollout_role
-        if live.current is settings:
-            return PinnedSettings(settings, generation, digest, role)
-
-
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-def _result_json(result: ReloadResult[Any]) -> dict[str, Any]:
-    return {
-        "status": result.status,
-        "generation": result.generation,
-        "digest": result.digest,
-        "changed": sorted(result.change.fields) if result.change is not None else [],
-        "restart_required": sorted(result.restart_fields),
-        "error": _error_text(result.error) if result.error is not None else None,
-        "pid": os.getpid(),
-    }

@@ -35,7 +35,8 @@ from typing import Any, Generic, TypeVar, cast
 from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
 from werkzeug.local import LocalProxy
 
-from canaryconf import CanarySettings, Change, LiveSettings, RolloutInfo, redacted_dump
+from canaryconf import CanarySettings, Change, LiveSettings, PinnedSettings
+from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
 
 __all__ = ["EXTENSION_KEY", "CanaryConf", "blueprint", "in_reloader_child", "settings"]
 
@@ -46,16 +47,6 @@ S = TypeVar("S", bound=CanarySettings)
 #: The key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "canaryconf"
 _ENVIRON_KEY = "canaryconf.pinned"
-_PIN_ATTEMPTS = 100
-
-
-@dataclass(frozen=True)
-class _Pinned:
-    """A snapshot with the generation and digest it came from, read as one."""
-
-    snapshot: CanarySettings
-    generation: str | None
-    digest: str
 
 
 @dataclass(eq=False)
@@ -153,7 +144,7 @@ class CanaryConf(Generic[S]):
     @property
     def snapshot(self) -> S:
         """The snapshot the current request is pinned to."""
-        return cast(S, _request_pin().snapshot)
+        return cast(S, _request_pin().settings)
 
     @property
     def generation(self) -> str | None:
@@ -169,7 +160,7 @@ class CanaryConf(Generic[S]):
     def rollout_role(self) -> str | None:
         """The rollout role of the current request's snapshot (None without a
         :class:`~canaryconf.RolloutInfo` field)."""
-        return _rollout_role(_request_pin().snapshot)
+        return _request_pin().rollout_role
 
 
 def in_reloader_child(environ: Mapping[str, str] | None = None) -> bool:
@@ -201,7 +192,7 @@ def _state(app: Flask) -> _AppState:
     return state
 
 
-def _request_pin() -> _Pinned:
+def _request_pin() -> PinnedSettings[CanarySettings]:
     if not has_request_context():
         raise RuntimeError(
             "canaryconf.flask: no request is being handled here. The settings snapshot is"
@@ -209,11 +200,11 @@ def _request_pin() -> _Pinned:
             " (live.current)."
         )
     state = _state(current_app)
-    pins: dict[int, _Pinned] = request.environ.setdefault(_ENVIRON_KEY, {})
+    pins: dict[int, PinnedSettings[CanarySettings]] = request.environ.setdefault(_ENVIRON_KEY, {})
     pinned = pins.get(id(state))
     if pinned is None:
         _start_watcher(state)
-        pinned = pins[id(state)] = _pin(state.live)
+        pinned = pins[id(state)] = state.live.pin()
     return pinned
 
 
@@ -221,28 +212,8 @@ def _pin_request() -> None:
     _request_pin()
 
 
-def _pin(live_settings: LiveSettings[Any]) -> _Pinned:
-    # LiveSettings swaps its state whole, but its public properties read it one at a time:
-    # read generation and digest on both sides of the snapshot and retry on a swap.
-    # Generations are never reused, so an unchanged pair means one state throughout.
-    for _ in range(_PIN_ATTEMPTS):
-        generation, digest = live_settings.generation, live_settings.digest
-        snapshot = live_settings.current
-        if live_settings.generation == generation and live_settings.digest == digest:
-            break
-    return _Pinned(snapshot, generation, digest)
-
-
-def _rollout_role(snapshot: CanarySettings) -> str | None:
-    for name in type(snapshot).model_fields:
-        value = getattr(snapshot, name)
-        if isinstance(value, RolloutInfo):
-            return value.role
-    return None
-
-
 def _current_snapshot() -> CanarySettings:
-    return _request_pin().snapshot
+    return _request_pin().settings
 
 
 #: The snapshot the current request is pinned to, as a proxy (like ``flask.request``).
@@ -256,7 +227,8 @@ _start_lock = threading.Lock()
 
 
 def _start_watcher(state: _AppState) -> None:
-    """Start the watcher once in this process, then reload so the snapshot is fresh."""
+    """Start the watcher once in this process. ``start()`` returns once the watcher has
+    caught up with the volumes (a reload), so the snapshot is fresh when the caller pins."""
     pid = os.getpid()
     if not state.watch or state.started_pid == pid:
         return
@@ -266,7 +238,6 @@ def _start_watcher(state: _AppState) -> None:
         state.started_pid = pid
         try:
             state.live.start()
-            state.live.reload()
         except Exception:
             logger.exception("canaryconf: could not start the watcher in process %d", pid)
 
@@ -312,35 +283,20 @@ blueprint = Blueprint("canaryconf", __name__, url_prefix="/-/canaryconf")
 
 @blueprint.get("")
 def status() -> Response:
-    state = _state(current_app)
-    pinned = _request_pin()
-    return jsonify(
-        settings=redacted_dump(pinned.snapshot),
-        generation=pinned.generation,
-        digest=pinned.digest,
-        rollout_role=_rollout_role(pinned.snapshot),
-        last_error=_error_text(state.live.last_error),
-        watching=state.live.running,
-        pid=os.getpid(),
-    )
+    live_settings = _state(current_app).live
+    body = status_body(live_settings, _request_pin(), watching=live_settings.running)
+    return _json(body, 200)
 
 
 @blueprint.post("/reload")
-def reload_settings() -> tuple[Response, int]:
+def reload_settings() -> Response:
     live_settings = _state(current_app).live
     result = live_settings.reload()
-    body = jsonify(
-        status=result.status,
-        generation=result.generation,
-        digest=result.digest,
-        changed=sorted(result.change.fields) if result.change is not None else [],
-        error=_error_text(result.error),
-        last_error=_error_text(live_settings.last_error),
-        pid=os.getpid(),
-    )
-    return body, 422 if result.failed else 200
+    return _json(reload_body(live_settings, result), reload_status_code(result))
 
 
-def _error_text(error: BaseException | None) -> str | None:
-    # canaryconf's errors name files and keys, never values: safe to show.
-    return None if error is None else f"{type(error).__name__}: {error}"
+def _json(body: dict[str, Any], status_code: int) -> Response:
+    response = jsonify(body)
+    response.status_code = status_code
+    response.headers.update(NO_STORE)
+    return response

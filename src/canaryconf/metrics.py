@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import threading
 import time
 import weakref
@@ -66,9 +65,6 @@ __all__ = [
 ]
 
 RESULTS = ("applied", "unchanged", "failed")
-
-#: The start of the core's log messages about a handler that raised or ran over its time.
-_HANDLER_ERROR_MESSAGE = "canaryconf: handler %s for %s "
 
 
 class _SettingsCollector(Collector):
@@ -162,40 +158,6 @@ class _SettingsCollector(Collector):
         ]
 
 
-class _HandlerErrorLog(logging.Filter):
-    """Counts the core's "handler ... raised" log records, for cores without the
-    ``handler_failed`` signal. A filter on the ``canaryconf`` logger that lets every record
-    through: unlike a handler, it changes nothing in how the records are output. The record
-    does not say which LiveSettings sent the signal, so every instrumented one counts it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.collectors: weakref.WeakSet[_SettingsCollector] = weakref.WeakSet()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and record.msg.startswith(_HANDLER_ERROR_MESSAGE):
-            args = record.args if isinstance(record.args, tuple) else ()
-            handler = str(args[0]) if args else "unknown"
-            for collector in list(self.collectors):
-                collector.handler_failed(handler)
-        return True
-
-
-_log_counter: _HandlerErrorLog | None = None
-_log_lock = threading.Lock()
-
-
-def _count_from_log(collector: _SettingsCollector) -> Callable[[], None]:
-    global _log_counter
-    with _log_lock:
-        if _log_counter is None:
-            _log_counter = _HandlerErrorLog()
-            logging.getLogger("canaryconf").addFilter(_log_counter)
-        counter = _log_counter
-        counter.collectors.add(collector)
-    return lambda: counter.collectors.discard(collector)
-
-
 @dataclass
 class Instrumentation:
     """What :func:`instrument` registered; :meth:`close` removes it again."""
@@ -236,23 +198,15 @@ def instrument(
     def on_reloaded(sender: Any, result: ReloadResult[Any], **_: Any) -> None:
         collector.reloaded(result)
 
+    def on_handler_failed(sender: Any, handler: str, **_: Any) -> None:
+        collector.handler_failed(handler)
+
     signals.reloaded.connect(on_reloaded, sender=live, weak=False)
-    handler_failed = getattr(signals, "handler_failed", None)
-    if handler_failed is not None:
-
-        def on_handler_failed(sender: Any, handler: Any = "unknown", **_: Any) -> None:
-            collector.handler_failed(str(handler))
-
-        handler_failed.connect(on_handler_failed, sender=live, weak=False)
-
-        def stop_counting() -> None:
-            handler_failed.disconnect(on_handler_failed, sender=live)
-    else:
-        stop_counting = _count_from_log(collector)
+    signals.handler_failed.connect(on_handler_failed, sender=live, weak=False)
 
     def close() -> None:
         signals.reloaded.disconnect(on_reloaded, sender=live)
-        stop_counting()
+        signals.handler_failed.disconnect(on_handler_failed, sender=live)
         target.unregister(collector)
 
     return Instrumentation(collector, target, close)

@@ -235,8 +235,12 @@ def _read_tree(
                 raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
             total += len(data)
             files[rel] = data
-    except VolumeError:
-        raise
+    except VolumeError as exc:
+        if plain or not exc.path.startswith(base + os.sep):
+            raise
+        # Name the stable top-level path a user knows, not the short-lived generation.
+        shown = os.path.join(root, exc.path[len(base) + 1 :])
+        raise type(exc)(shown, exc.reason) from None
     except FileNotFoundError as exc:
         if plain and entry is not None and exc.filename == entry.path and _dangling(entry.path):
             raise VolumeError(entry.path, "is a symlink to nothing (dangling)") from None

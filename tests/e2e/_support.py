@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,11 +40,14 @@ from canaryconf.testing import KubeletWriter, pod_files
 __all__ = [
     "CHECKOUT_STEPS",
     "ROOT",
+    "WATCHING_THREADS",
     "ServerProcess",
     "Step",
     "SwapScenario",
     "fetch_json",
     "free_port",
+    "gunicorn_cmd",
+    "inotify_fds",
     "poll_until",
     "poll_workers",
     "start_server",
@@ -206,6 +210,21 @@ def start_server(
             log.unlink()
 
 
+def gunicorn_cmd(app: str, *, chdir: Path, port: int, workers: int, preload: bool) -> list[str]:
+    """The command line of gunicorn serving WSGI ``app`` (``module:variable``) from
+    ``chdir`` with ``workers`` workers on 127.0.0.1:``port``, ``--preload`` or not."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{HOST}:{port}"]
+    cmd += ["--chdir", str(chdir), "--graceful-timeout", "5"]
+    # gunicorn >= 24 opens a control socket in $HOME unless told not to.
+    if any("--no-control-socket" in (setting.cli or ()) for setting in KNOWN_SETTINGS):
+        cmd.append("--no-control-socket")
+    if preload:
+        cmd.append("--preload")
+    return [*cmd, app]
+
+
 def _wait_for_port(server: ServerProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -281,6 +300,22 @@ def _group_members(pgid: int) -> list[int]:
 def thread_count(pid: int) -> int:
     """How many threads process ``pid`` runs (Linux only)."""
     return len(os.listdir(f"/proc/{pid}/task"))
+
+
+#: The threads of a process whose canaryconf watcher runs in the background: its main
+#: thread, ``canaryconf-watcher`` (an event loop asleep until a volume changes) and
+#: ``canaryconf-handlers`` (reloads and their handlers, with no event loop).
+WATCHING_THREADS = 3
+
+
+def inotify_fds(pid: int) -> int:
+    """How many inotify descriptors process ``pid`` holds: canaryconf's watcher holds one
+    per watching process (Linux only)."""
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            count += os.readlink(fd) == "anon_inode:inotify"
+    return count
 
 
 # -- workers ------------------------------------------------------------------------------
@@ -433,6 +468,20 @@ class SwapScenario:
             self.expected[generation] = dict(step.expected)
             self.last_good = generation
         return generation
+
+    def check_rejected(
+        self, status: Mapping[str, Any], *, field: str = "new_checkout", value: str = "maybe"
+    ) -> None:
+        """Fail unless the ``/-/canaryconf`` ``status`` of a worker that saw an invalid step
+        (``field`` set to ``value``, as in :data:`CHECKOUT_STEPS`) still serves the last
+        good version, watching, and its ``last_error`` names ``field`` but not ``value``."""
+        assert self.last_good is not None
+        assert status["generation"] == self.last_good, status
+        assert status["rollout_role"] == self.expected[self.last_good]["role"], status
+        assert status["watching"] is True, status
+        assert status["last_error"].startswith("SettingsValidationError: "), status
+        assert field in status["last_error"], status
+        assert value not in status["last_error"], status
 
     def check(self, body: Mapping[str, Any]) -> None:
         """Fail unless ``body`` reports a generation of a valid step and exactly that

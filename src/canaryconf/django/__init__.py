@@ -40,7 +40,8 @@ Importing ``canaryconf`` never imports Django; only ``canaryconf.django`` does.
 
 from __future__ import annotations
 
-from canaryconf.django._runtime import PinnedSettings, get_live_settings, pin
+from canaryconf._live import PinnedSettings
+from canaryconf.django._runtime import get_live_settings, pin
 from canaryconf.django.signals import settings_changed
 
 __all__ = ["PinnedSettings", "get_live_settings", "pin", "settings_changed"]

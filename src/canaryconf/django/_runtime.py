@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings as django_settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
@@ -21,14 +21,13 @@ from django.utils import autoreload  # type: ignore[import-untyped]
 
 from canaryconf import signals as canaryconf_signals
 from canaryconf._errors import CanaryConfError
-from canaryconf._live import LiveSettings
+from canaryconf._live import LiveSettings, PinnedSettings
 from canaryconf.change import Change
 from canaryconf.django import signals
 from canaryconf.django.conf import SETTING_NAME, Config
 from canaryconf.settings import CanarySettings
 
 __all__ = [
-    "PinnedSettings",
     "Runtime",
     "get_live_settings",
     "management_command",
@@ -47,39 +46,10 @@ COMMAND = "canaryconf"
 _MANAGE_SCRIPTS = frozenset({"manage.py", "django-admin", "django-admin.py"})
 
 
-@dataclass(frozen=True)
-class PinnedSettings(Generic[S]):
-    """The snapshot one request sees, with the generation and digest it came from.
-
-    ``settings`` is the frozen snapshot; ``rollout_role`` its rollout role (None without a
-    :class:`~canaryconf.RolloutInfo` field). Any other attribute is read from ``settings``,
-    so ``request.canaryconf.db_url`` is the snapshot's ``db_url`` (for a field named like
-    one of these four, write ``request.canaryconf.settings.<name>``).
-    """
-
-    settings: S
-    generation: str | None
-    digest: str
-    rollout_role: str | None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return getattr(self.settings, name)
-
-
 def pin(live: LiveSettings[S]) -> PinnedSettings[S]:
-    """Snapshot, generation, digest and role of one version of ``live``.
-
-    They are separate properties and a reload in the watcher thread can swap between two
-    reads. A replaced snapshot never becomes current again, so when ``current`` is the same
-    object before and after, the values read in between belong to it.
-    """
-    while True:
-        settings = live.current
-        generation, digest, role = live.generation, live.digest, live.rollout_role
-        if live.current is settings:
-            return PinnedSettings(settings, generation, digest, role)
+    """``live.pin()``: the snapshot of ``live`` with its generation, digest and rollout role,
+    all of one version (what the middleware sets as ``request.canaryconf``)."""
+    return live.pin()
 
 
 @dataclass
@@ -150,7 +120,7 @@ def setup() -> Runtime:
         _runtime = Runtime(config, instance, None, watch, reason)
         now = watch and config.watch != "lazy"
         if now:
-            _start(instance)
+            instance.start()
             _runtime.started_pid = pid
         logger.log(
             logging.INFO if now else logging.DEBUG,
@@ -169,8 +139,9 @@ def ensure_watching() -> None:
 
     The first request of a process that ``ready()`` did not run in (a worker forked from
     a gunicorn ``--preload`` master), or of any process with ``WATCH: "lazy"``, starts the
-    watcher unless LiveSettings already restarted it at fork, and reloads once, so that
-    the request is served from the volume's current version.
+    watcher unless LiveSettings already restarted it at fork. Starting catches up with
+    the volumes (a reload) before it returns, so that the request is served from their
+    current version.
     """
     current = _runtime
     pid = os.getpid()
@@ -182,19 +153,11 @@ def ensure_watching() -> None:
             return
         current.started_pid = pid  # one attempt per process, even if it fails
         try:
-            _start(live)
+            live.start()
         except Exception:
             logger.exception("canaryconf: could not start the watcher in process %d", pid)
             return
     logger.info("canaryconf: watcher running in process %d", pid)
-
-
-def _start(live: LiveSettings[Any]) -> None:
-    # Watch first, then reload: the snapshot may be old (read at import, or in the
-    # pre-fork master), and the watcher's own first look runs concurrently; this way it is
-    # current when the caller goes on.
-    live.start()
-    live.reload()
 
 
 def _reset_after_fork() -> None:
@@ -263,11 +226,12 @@ def _connect(live: LiveSettings[Any], config: Config) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
+            # The watcher's handler thread, or a thread that called reload(): no loop here.
             _send_django_signal(sender, change)
             return None
-        # In the watcher's event loop: Django receivers (ORM calls, async_to_sync) must not
-        # run in a thread with a running loop, so hand them to a worker thread.
-        return asyncio.to_thread(_send_django_signal_in_worker_thread, sender, change)
+        # reload()/areload() called in async code (an async view): Django receivers (ORM
+        # calls, async_to_sync) must not run in the loop's thread; canaryconf awaits this.
+        return asyncio.to_thread(_send_django_signal, sender, change)
 
     canaryconf_signals.settings_changed.connect(on_change, sender=live, weak=False)
     autoreload.file_changed.connect(
@@ -288,25 +252,33 @@ def _set_setting(name: str, value: Any) -> None:
 
 
 def _send_django_signal(sender: LiveSettings[Any], change: Change[Any]) -> None:
-    for receiver, outcome in signals.settings_changed.send_robust(sender, change=change):
-        if isinstance(outcome, Exception):
-            logger.error(
-                "canaryconf: Django receiver %r of settings_changed raised",
-                receiver,
-                exc_info=outcome,
-            )
-
-
-def _send_django_signal_in_worker_thread(sender: LiveSettings[Any], change: Change[Any]) -> None:
+    """Send the Django signal in this thread, then close the database connections its
+    receivers opened here, as Django does at the end of a request: this thread may serve
+    no request (canaryconf's handler thread, a worker thread) and would keep them forever.
+    A connection the thread had before (a request's that reloads by hand) is left open."""
+    already_open = _open_connections()
     try:
-        _send_django_signal(sender, change)
+        for receiver, outcome in signals.settings_changed.send_robust(sender, change=change):
+            if isinstance(outcome, Exception):
+                logger.error(
+                    "canaryconf: Django receiver %r of settings_changed raised",
+                    receiver,
+                    exc_info=outcome,
+                )
     finally:
-        # Connections are per thread and this thread is not a request's: close what the
-        # receivers opened here, as Django does at the end of a request.
         try:
-            connections.close_all()
+            for conn in connections.all(initialized_only=True):
+                if conn.connection is not None and conn.alias not in already_open:
+                    conn.close()
         except Exception:
             logger.debug("canaryconf: closing database connections failed", exc_info=True)
+
+
+def _open_connections() -> set[str]:
+    """The aliases of this thread's open database connections."""
+    return {
+        conn.alias for conn in connections.all(initialized_only=True) if conn.connection is not None
+    }
 
 
 def _volume_dirs() -> list[str]:

@@ -13,7 +13,7 @@ __all__ = ["CanaryConfMiddleware"]
 
 
 class CanaryConfMiddleware:
-    """Set ``request.canaryconf`` to a :class:`~canaryconf.django.PinnedSettings`: the
+    """Set ``request.canaryconf`` to a :class:`~canaryconf.PinnedSettings`: the
     snapshot current when the request arrived, with its generation, digest and rollout
     role. Every read in the request sees that one version, even if a reload applies a new
     one meanwhile.
@@ -50,4 +50,4 @@ class CanaryConfMiddleware:
     @staticmethod
     def _pin(request: Any) -> None:
         _runtime.ensure_watching()
-        request.canaryconf = _runtime.pin(_runtime.get_live_settings())
+        request.canaryconf = _runtime.get_live_settings().pin()

@@ -12,59 +12,31 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.http import HttpResponseNotAllowed, JsonResponse  # type: ignore[import-untyped]
 from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
 
+from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
 from canaryconf.django import _runtime
-from canaryconf.settings import redacted_dump
 
 __all__ = ["reload_settings", "status"]
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 def status(request: Any) -> Any:
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     live = _runtime.get_live_settings()
-    pinned = getattr(request, "canaryconf", None) or _runtime.pin(live)
-    return JsonResponse(
-        {
-            "settings": redacted_dump(pinned.settings),
-            "generation": pinned.generation,
-            "digest": pinned.digest,
-            "rollout_role": pinned.rollout_role,
-            "last_error": _error_text(live.last_error),
-            "watching": live.running,
-            "pid": os.getpid(),
-        },
-        headers=NO_STORE,
-    )
+    pinned = getattr(request, "canaryconf", None) or live.pin()
+    return JsonResponse(status_body(live, pinned, watching=live.running), headers=NO_STORE)
 
 
 @csrf_exempt  # type: ignore[untyped-decorator]
 def reload_settings(request: Any) -> Any:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    result = _runtime.get_live_settings().reload()
+    live = _runtime.get_live_settings()
+    result = live.reload()
     return JsonResponse(
-        {
-            "status": result.status,
-            "generation": result.generation,
-            "digest": result.digest,
-            "changed": sorted(result.change.fields) if result.change is not None else [],
-            "restart_required": sorted(result.restart_fields),
-            "error": _error_text(result.error),
-            "pid": os.getpid(),
-        },
-        status=422 if result.failed else 200,
-        headers=NO_STORE,
+        reload_body(live, result), status=reload_status_code(result), headers=NO_STORE
     )
-
-
-def _error_text(error: BaseException | None) -> str | None:
-    # canaryconf's errors name files and keys, never values: safe to show.
-    return None if error is None else f"{type(error).__name__}: {error}"

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from canaryconf._fields import FieldMapping
+from canaryconf._fields import FieldMapping, is_secret_field
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL, RolloutInfo
 from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed
 from canaryconf.sources.providers.annotations import full_key
@@ -31,7 +31,8 @@ class LabelsSource(VolumeSource):
         rollout = is_rollout_field(field)
         prefix = config_value(self.settings_cls, "label_prefix")
         if not rollout and not (
-            mapping.source == "label" or (mapping.source is None and prefix is not None)
+            mapping.source == "label"
+            or (mapping.source is None and prefix is not None and not is_secret_field(field))
         ):
             return None
         found = self.context.downward_map(config_value(self.settings_cls, "labels_file"))

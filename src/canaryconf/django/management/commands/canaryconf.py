@@ -38,7 +38,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         if live is None:
             assert runtime.error is not None
             self._fail(runtime.error)
-        pinned = _runtime.pin(live)
+        pinned = live.pin()
         last_error = live.last_error
         report: dict[str, Any] = {
             "settings": runtime.config.source,
