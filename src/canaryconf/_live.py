@@ -288,6 +288,7 @@ class LiveSettings(Generic[S]):
         started = time.perf_counter()
         with core.lock:
             old = core.state
+            adopt_restart_fields, core.adopt_restart_fields = core.adopt_restart_fields, False
             if fast and old.targets and all(old.targets):
                 targets = self._targets(core.dirs)
                 if targets == old.targets:
@@ -340,8 +341,7 @@ class LiveSettings(Generic[S]):
                 )
             fields = changed_fields(old.snapshot, new)
             pending_restart = fields & core.restart_fields
-            if core.adopt_restart_fields:
-                core.adopt_restart_fields = False
+            if adopt_restart_fields:
                 pending_restart = frozenset()
             if pending_restart:
                 keep = {name: getattr(old.snapshot, name) for name in pending_restart}
