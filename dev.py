@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # install into .venv, then play a canary rollout locally
     python3 dev.py test    # install into .venv, then ruff, mypy --strict and pytest
+                           # (pytest also builds the docs with mkdocs build --strict)
 
 Only the Python standard library is used here, so this runs on a machine that has nothing
 but Python 3.10 or newer. Packages come from PyPI through pip. The environment is reused
@@ -29,7 +30,7 @@ STEP_TIMEOUT = 1500
 
 def _run(*args: str | Path, timeout: float = STEP_TIMEOUT) -> None:
     print("+", " ".join(str(a) for a in args), flush=True)
-    result = subprocess.run([str(a) for a in args], cwd=ROOT, timeout=timeout)
+    result = subprocess.run([str(a) for a in args], check=False, cwd=ROOT, timeout=timeout)
     if result.returncode != 0:
         sys.exit(result.returncode)
 

@@ -2,8 +2,8 @@
 before changes start to coalesce, torn reads under load, rejected versions, recovery.
 
 1. **rate sweep** - a writer process swaps the volume at a paced rate (25, 50, 100, 200,
-   400 swaps/s, then as fast as it can) for 3 s each (quick: 1 s; 50, 200 and max), while
-   the background watcher (inotify) reloads and an ``on_change`` handler counts the
+   400, 800 swaps/s, then as fast as it can) for 3 s each (quick: 1 s; 50, 200 and max),
+   while the background watcher (inotify) reloads and an ``on_change`` handler counts the
    changes it is told about. ``coalesced %`` is the share of swaps never seen as a change
    of their own (a later swap overtook them before the reload); ``handled/s`` the applied
    changes per second. The row "no coalescing up to" gives the highest paced rate with 0
@@ -196,7 +196,7 @@ def watched(path: str, **options: Any) -> tuple[LiveSettings[Any], Counter]:
 
 
 def measure_rates(quick: bool, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    rates = [50.0, 200.0, 0.0] if quick else [25.0, 50.0, 100.0, 200.0, 400.0, 0.0]
+    rates = [50.0, 200.0, 0.0] if quick else [25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 0.0]
     seconds = 1.0 if quick else 3.0
     rows = []
     clean_up_to = 0.0

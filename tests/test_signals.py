@@ -397,7 +397,7 @@ def test_restart_required_fields_are_not_applied_live(
 
 EXIT_SCRIPT = textwrap.dedent(
     """
-    import signal, sys, time
+    import os, signal, sys, time
     from pathlib import Path
 
     from canaryconf import CanaryConfigDict, CanarySettings, annotation, live
@@ -407,8 +407,10 @@ EXIT_SCRIPT = textwrap.dedent(
     settings = None
 
     def on_term(signum, frame):
+        # The signal can land while the writer below is mid-rmtree: leave at once rather
+        # than unwind through it.
         marker.write_text(f"SIGTERM workers={settings.workers}")
-        sys.exit(0)
+        os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
     writer = KubeletWriter(volume)
@@ -494,7 +496,7 @@ def test_a_forked_child_starts_from_new_restart_required_values(podinfo: Kubelet
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
+            done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
             time.sleep(0.02)
