@@ -313,12 +313,6 @@ def test_secrets_never_appear_in_logs_reprs_diffs_or_exceptions(
     assert secrets.leaks(everything) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exception other than ValueError/AssertionError raised by a validator"
-    " (a KeyError from a lookup keyed by the secret) passes through pydantic unwrapped;"
-    " canaryconf logs it with its traceback and keeps it as last_error, message and all",
-)
 def test_a_validator_error_of_another_type_does_not_leak(
     pod: Pod, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Generic, Literal, TypeVar, cast, overload
 from blinker import NamedSignal
 
 from canaryconf import _watch, signals
-from canaryconf._errors import CanaryConfError
+from canaryconf._errors import CanaryConfError, VolumeError, VolumePermissionError
 from canaryconf.change import Change, ReloadResult, changed_fields
 from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
 from canaryconf.settings import CanarySettings, build_settings, restart_fields, secret_fields
@@ -322,6 +322,30 @@ class LiveSettings(Generic[S]):
                     )
                 new = cast(S, build_settings(core.settings_cls, volumes, **core.init_kwargs))
             except Exception as exc:
+                if _removal_under_way(old.volumes, exc):
+                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
+                digest_failed = locals().get("digest")
+                # A version rejected while its volume was read (a file over the cap, one
+                # that cannot be read, a symlink out of the volume) has no content digest:
+                # name it by the generations ..data points to and the error instead, so
+                # that reading it again (the next event, a second reload) is no news.
+                failed = (
+                    digest_failed
+                    if isinstance(digest_failed, str)
+                    else f"read:{self._targets(core.dirs)}:{type(exc).__name__}:{exc}"
+                )
+                if failed == core.failed_digest:
+                    if fast:
+                        return ReloadResult(
+                            "unchanged", generation=old.generation, digest=old.digest
+                        )
+                    return ReloadResult(
+                        "failed",
+                        error=core.last_error,
+                        generation=old.generation,
+                        digest=old.digest,
+                        repeated=True,
+                    )
                 if not isinstance(exc, CanaryConfError):
                     logger.error(
                         "canaryconf: unexpected error while reloading %s",
@@ -329,8 +353,7 @@ class LiveSettings(Generic[S]):
                         exc_info=True,
                     )
                 core.last_error = exc
-                digest_failed = locals().get("digest")
-                core.failed_digest = digest_failed if isinstance(digest_failed, str) else None
+                core.failed_digest = failed
                 core.reloads += 1
                 return ReloadResult(
                     "failed",
@@ -668,6 +691,18 @@ def live(settings_cls: type[S], **kwargs: Any) -> LiveSettings[S]:
 
 def _generations(volumes: Mapping[str, VolumeSnapshot | None]) -> tuple[str | None, ...]:
     return tuple(snap.generation if snap is not None else None for snap in volumes.values())
+
+
+def _removal_under_way(old: Mapping[str, VolumeSnapshot | None], error: Exception) -> bool:
+    """True when reading failed because a volume read before through a generation has lost
+    its ``..data`` link: halfway through a removal, what is left (links to nothing) is no
+    version, so the last snapshot stays, as for a volume that is gone."""
+    if not isinstance(error, VolumeError) or isinstance(error, VolumePermissionError):
+        return False
+    return any(
+        before is not None and before.generation is not None and read_data_target(d) is None
+        for d, before in old.items()
+    )
 
 
 def _volume_vanished(

@@ -130,7 +130,7 @@ class DirectoryWatch:
                     await self._notify()
             except asyncio.CancelledError:
                 raise
-            except DirectoryGone:
+            except (DirectoryGone, FileNotFoundError):  # also: gone again before the watch
                 # Keep the last settings: a volume that went away has not become empty.
                 logger.warning("canaryconf: %s was removed; waiting for it to return", self.path)
                 continue

@@ -9,6 +9,7 @@ fixed when the pod starts, so it is the baseline that canary metadata overrides.
 from __future__ import annotations
 
 import os
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, get_args
 
@@ -115,6 +116,13 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
+        except Exception as exc:
+            # pydantic passes on as it is what a validator raised if it is not a ValueError
+            # or an AssertionError (a KeyError from a lookup, a TypeError): its message can
+            # quote a value, a secret one too.
+            if not _has_secrets(cls, ctx):
+                raise
+            error = _validator_error(cls, exc, ctx)
         finally:
             exit_context(token)
         if error is not None:
@@ -224,6 +232,28 @@ _BUILTIN_ERROR_TYPES = frozenset(get_args(ErrorType)) - {"value_error", "asserti
 
 def _is_builtin_message(error_type: str) -> bool:
     return error_type in _BUILTIN_ERROR_TYPES
+
+
+def _has_secrets(cls: type[CanarySettings], ctx: BuildContext) -> bool:
+    return bool(secret_fields(cls)) or any(o.secret for o in ctx.origins.values())
+
+
+def _validator_error(
+    cls: type[CanarySettings], exc: Exception, ctx: BuildContext
+) -> SettingsValidationError:
+    """A validator's own exception as a problem that says where it was raised (function,
+    file and line: never a value) instead of what it said."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        frame = frames[-1]
+        where = f" in {frame.name} ({os.path.basename(frame.filename)}:{frame.lineno})"
+    reason = (
+        f"a validator raised {type(exc).__name__}{where}"
+        " (message withheld: the settings have secret fields)"
+    )
+    problem = FieldProblem(field=cls.__name__, reason=reason)
+    return SettingsValidationError(cls.__name__, [*ctx.problems, problem])
 
 
 def _settings_error(
