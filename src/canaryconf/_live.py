@@ -778,9 +778,13 @@ def _is_promotion(
     return old_hash is None or new_hash is None or old_hash == new_hash
 
 
-def _handler_failed(sender: Any, signal: NamedSignal, receiver: Any, error: BaseException) -> None:
-    """Log a handler's failure with its name and tell ``handler_failed`` receivers."""
-    _log_handler_error(signal, receiver)
+def _handler_failed(
+    sender: Any, signal: NamedSignal, receiver: Any, error: BaseException, *, log: bool = True
+) -> None:
+    """Log a handler's failure with its name (unless already logged) and tell the
+    ``handler_failed`` receivers."""
+    if log:
+        _log_handler_error(signal, receiver)
     if signal is signals.handler_failed:
         return
     for listener in _in_connection_order(signals.handler_failed, sender):
@@ -823,26 +827,11 @@ async def _guarded(
                 signal.name,
                 timeout,
             )
-            _handler_failed_quietly(sender, signal, receiver, exc)
+            _handler_failed(sender, signal, receiver, exc, log=False)
         else:  # the handler itself raised TimeoutError
             _handler_failed(sender, signal, receiver, exc)
     except Exception as exc:
         _handler_failed(sender, signal, receiver, exc)
-
-
-def _handler_failed_quietly(
-    sender: Any, signal: NamedSignal, receiver: Any, error: BaseException
-) -> None:
-    for listener in _in_connection_order(signals.handler_failed, sender):
-        try:
-            listener(
-                sender,
-                handler=getattr(receiver, "__name__", repr(receiver)),
-                signal=signal.name,
-                error=error,
-            )
-        except Exception:
-            _log_handler_error(signals.handler_failed, listener)
 
 
 def _run_coroutine_here(coro: Awaitable[Any]) -> None:
