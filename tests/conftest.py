@@ -1,16 +1,37 @@
-"""Helpers shared by the test modules: real volumes, written the way the kubelet writes them."""
+"""Helpers shared by the test modules: real volumes, written the way the kubelet writes them;
+waits polled against a deadline; checks that a test stops the watchers it starts; forked
+children reporting through a pipe.
+
+Test modules import the plain helpers with ``from conftest import ...``. The watcher checks
+are fixtures that a module opts into with ``pytest.mark.usefixtures``.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 
 import pytest
 
-from canaryconf.testing import KubeletWriter
+from canaryconf._live import _instances
+from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
 
 #: The name of a generation directory: ``..YYYY_MM_DD_HH_MM_SS.<random uint32>``.
 GENERATION_RE = re.compile(r"\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{1,10}")
+
+#: The name of the thread that runs the LiveSettings watchers of a process.
+WATCHER = "canaryconf-watcher"
+
+#: How long :func:`wait_until` waits unless told otherwise, in seconds.
+DEADLINE = 5.0
 
 
 @pytest.fixture
@@ -23,3 +44,188 @@ def podinfo(tmp_path: Path) -> KubeletWriter:
 def generations(volume: Path) -> list[str]:
     """The names of the generation directories present in ``volume``."""
     return sorted(p.name for p in volume.iterdir() if GENERATION_RE.fullmatch(p.name))
+
+
+def rollout_pod(
+    annotations: Mapping[str, str],
+    *,
+    app: str = "shop",
+    role: str = "canary",
+    template_hash: str | None = None,
+    prefix: str = "",
+    config_seen: str = DEFAULT_CONFIG_SEEN,
+) -> dict[str, str | bytes]:
+    """A podinfo volume of a pod of ``app`` in rollout role ``role``, with a
+    ``rollouts-pod-template-hash`` label when ``template_hash`` is given. Each name of
+    ``annotations`` gets ``prefix`` and has its ``_`` turned into ``-``."""
+    labels = {"app": app, "role": role}
+    if template_hash is not None:
+        labels["rollouts-pod-template-hash"] = template_hash
+    return pod_files(
+        labels=labels,
+        annotations={f"{prefix}{k.replace('_', '-')}": v for k, v in annotations.items()},
+        config_seen=config_seen,
+    )
+
+
+# -- waits ------------------------------------------------------------------------------
+
+
+def make_wait_until(timeout: float, interval: float = 0.005) -> Callable[..., bool]:
+    """A :func:`wait_until` that waits ``timeout`` seconds unless told otherwise and polls
+    every ``interval`` seconds."""
+    default_timeout = timeout
+
+    def wait_until(condition: Callable[[], object], timeout: float = default_timeout) -> bool:
+        """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return bool(condition())
+            time.sleep(interval)
+        return True
+
+    return wait_until
+
+
+#: ``wait_until(condition, timeout=DEADLINE)``: poll ``condition`` every 5 ms until it is
+#: true or ``timeout`` seconds pass; its last truth.
+wait_until = make_wait_until(DEADLINE)
+
+
+# -- watchers ---------------------------------------------------------------------------
+
+
+def watcher_threads() -> list[threading.Thread]:
+    """The watcher threads of this process (one at most)."""
+    return [t for t in threading.enumerate() if t.name == WATCHER]
+
+
+def _stop_leaked_watchers(*, wait_for_thread: bool) -> Iterator[None]:
+    already = {id(instance) for instance in list(_instances) if instance.running}
+    yield
+    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
+    for instance in leaked:
+        instance.stop()
+    assert not leaked, "a test left a LiveSettings watcher running"
+    if wait_for_thread and not already:
+        assert wait_until(lambda: not watcher_threads(), 2.0)
+
+
+@pytest.fixture
+def no_watcher_left() -> Iterator[None]:
+    """Every test stops what it starts (a watcher left running would also be restarted in
+    the child of a fork test): a LiveSettings the test left running is stopped and fails
+    it, and unless one ran before the test the watcher thread must end within 2 s.
+
+    Not autouse: a module opts in with ``pytest.mark.usefixtures("no_watcher_left")``."""
+    yield from _stop_leaked_watchers(wait_for_thread=True)
+
+
+@pytest.fixture
+def no_live_settings_left() -> Iterator[None]:
+    """:func:`no_watcher_left` without the wait for the watcher thread to end."""
+    yield from _stop_leaked_watchers(wait_for_thread=False)
+
+
+# -- forked children --------------------------------------------------------------------
+
+
+def read_child_line(fd: int, timeout: float) -> str:
+    """The next line read from pipe ``fd``, stripped; what came before the end of file if
+    none; ``timeout; got ...`` if none came within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            return f"timeout; got {data!r}"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode()
+        data += chunk
+    return data.decode().strip()
+
+
+def reap_child(pid: int, timeout: float) -> int:
+    """The exit code of child ``pid``; killed, and the test failed, if it has not exited
+    within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    kill_child(pid)
+    raise AssertionError("the child did not exit")
+
+
+def kill_child(pid: int) -> None:
+    """SIGKILL child ``pid`` and reap it, if it is still there."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+class ForkedChild:
+    """A forked child that runs ``run(out, go)`` and exits with the code it returns: it
+    writes its report to ``out``, the write end of a pipe, and reads the parent's word from
+    ``go``, the read end of another. If ``run`` raises, the child writes the traceback to
+    ``out`` and exits with 70.
+
+    A context manager: on leaving the block the pipes are closed, and if the block raised a
+    child not reaped yet is killed.
+    """
+
+    def __init__(self, run: Callable[[int, int], int]) -> None:
+        read_end, write_end = os.pipe()
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            code = 70
+            try:
+                os.close(read_end)
+                os.close(go_write)
+                code = run(write_end, go_read)
+            except BaseException:
+                os.write(write_end, traceback.format_exc().encode())
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        os.close(go_read)
+        self.pid = pid
+        self._reports = read_end
+        self._go = go_write
+        self._reaped = False
+
+    def read_line(self, timeout: float) -> str:
+        """The child's next line, as :func:`read_child_line` reads it."""
+        return read_child_line(self._reports, timeout)
+
+    def send(self, line: str) -> None:
+        """Write ``line`` and a newline to the child."""
+        os.write(self._go, f"{line}\n".encode())
+
+    def reap(self, timeout: float) -> int:
+        """The child's exit code, as :func:`reap_child` waits for it."""
+        code = reap_child(self.pid, timeout)
+        self._reaped = True
+        return code
+
+    def __enter__(self) -> ForkedChild:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None and not self._reaped:
+                kill_child(self.pid)
+        finally:
+            os.close(self._reports)
+            os.close(self._go)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import select
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,8 @@ from canaryconf import (
 )
 from canaryconf._live import _instances
 from canaryconf.flask import CanaryConf, blueprint, in_reloader_child
-from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf.testing import KubeletWriter
+from conftest import ForkedChild, rollout_pod, wait_until
 
 PREFIX = "checkout.example.com/"
 
@@ -60,23 +59,12 @@ def settings_for(volume: Path) -> type[CanarySettings]:
 def version(
     db: str, *, new_checkout: str = "false", role: str = "canary", api_key: str = "s3cr3t"
 ) -> dict[str, str | bytes]:
-    return pod_files(
-        labels={"app": "checkout", "role": role},
-        annotations={
-            f"{PREFIX}db-url": db,
-            f"{PREFIX}new-checkout": new_checkout,
-            f"{PREFIX}api-key": api_key,
-        },
+    return rollout_pod(
+        {"db-url": db, "new-checkout": new_checkout, "api-key": api_key},
+        app="checkout",
+        role=role,
+        prefix=PREFIX,
     )
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
-        time.sleep(0.005)
-    return True
 
 
 @pytest.fixture
@@ -444,52 +432,18 @@ def test_a_forked_worker_starts_its_own_watcher_on_a_fresh_snapshot(
     app.get("/")(lambda: {"db": canary.snapshot.db_url, "watching": settings.running})
     assert not settings.running
     podinfo.write(version("postgres://v2/checkout"))  # after the parent loaded v1
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 1
-        try:
-            os.close(read_end)
-            client = app.test_client()
-            first = client.get("/").json
-            podinfo.write(version("postgres://v3/checkout"))
-            seen = wait_until(lambda: client.get("/").json["db"] == "postgres://v3/checkout")
-            os.write(write_end, f"{first['db']} {first['watching']} {seen}\n".encode())
-            settings.stop()
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    try:
-        report = _read_line(read_end, 15.0)
-        code = _reap(pid, 5.0)
-    finally:
-        os.close(read_end)
+
+    def serve(out: int, go: int) -> int:  # pragma: no cover - runs in the child
+        client = app.test_client()
+        first = client.get("/").json
+        podinfo.write(version("postgres://v3/checkout"))
+        seen = wait_until(lambda: client.get("/").json["db"] == "postgres://v3/checkout")
+        os.write(out, f"{first['db']} {first['watching']} {seen}\n".encode())
+        settings.stop()
+        return 0
+
+    with ForkedChild(serve) as child:
+        report = child.read_line(15.0)
+        code = child.reap(5.0)
     assert (code, report) == (0, "postgres://v2/checkout True True")
     assert not settings.running, "the parent never served, so it never watched"
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return f"timeout; got {data!r}"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode().strip()
-
-
-def _reap(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    raise AssertionError("the child did not exit")

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
 import shutil
 import signal
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,23 +32,20 @@ from canaryconf import (
     secret,
     signals,
 )
-from canaryconf._live import _instances
 from canaryconf._watch import active_watches
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+from conftest import (
+    DEADLINE,
+    ForkedChild,
+    read_child_line,
+    rollout_pod,
+    wait_until,
+    watcher_threads,
+)
 
 PREFIX = "example.com/"
-WATCHER = "canaryconf-watcher"
-DEADLINE = 5.0
 
-
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
-        time.sleep(0.005)
-    return True
+pytestmark = pytest.mark.usefixtures("no_watcher_left")
 
 
 async def await_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
@@ -62,24 +57,6 @@ async def await_until(condition: Callable[[], object], timeout: float = DEADLINE
     return True
 
 
-def watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHER]
-
-
-@pytest.fixture(autouse=True)
-def no_watcher_left() -> Iterator[None]:
-    """Every test stops what it starts: a watcher left running would also be restarted in
-    the fork test's child."""
-    already = {id(instance) for instance in list(_instances) if instance.running}
-    yield
-    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
-    for instance in leaked:
-        instance.stop()
-    assert not leaked, "a test left a LiveSettings watcher running"
-    if not already:
-        assert wait_until(lambda: not watcher_threads(), 2.0)
-
-
 def payload(
     *,
     color: str = "red",
@@ -89,13 +66,10 @@ def payload(
     **annotations: str,
 ) -> dict[str, str | bytes]:
     """A podinfo volume: the role label, and ``example.com/`` annotations."""
-    return pod_files(
-        labels={"app": "shop", "role": role},
-        annotations={
-            f"{PREFIX}color": color,
-            f"{PREFIX}size": str(size),
-            **{f"{PREFIX}{k.replace('_', '-')}": v for k, v in annotations.items()},
-        },
+    return rollout_pod(
+        {"color": color, "size": str(size), **annotations},
+        role=role,
+        prefix=PREFIX,
         config_seen=seen,
     )
 
@@ -536,39 +510,19 @@ def test_reload_on_sighup_without_a_watcher(podinfo: KubeletWriter, app: LiveSet
 def test_a_forked_child_reloads_and_watches_on_its_own(
     podinfo: KubeletWriter, app: LiveSettings[Any]
 ) -> None:
-    read_end, write_end = os.pipe()
-    go_read, go_write = os.pipe()
     app.start()
     try:
         podinfo.write(payload(color="fresh"))  # the parent may not have seen it yet
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through the pipe
-            code = 70
-            try:
-                os.close(read_end)
-                os.close(go_write)
-                code = _child(app, write_end, go_read)
-            except BaseException:
-                os.write(write_end, traceback.format_exc().encode())
-            finally:
-                os._exit(code)
-        os.close(write_end)
-        os.close(go_read)
-        try:
-            ready = _read_line(read_end, 10.0)
+        with ForkedChild(lambda out, go: _child(app, out, go)) as child:
+            ready = child.read_line(10.0)
             assert ready == "ready", ready
             podinfo.write(payload(color="after-fork"))
-            os.write(go_write, b"go\n")
-            report = _read_line(read_end, 15.0)
-            code = _reap(pid, 5.0)
-        except BaseException:
-            _kill(pid)
-            raise
-        assert (code, report) == (0, "ok")
-        assert wait_until(lambda: app.color == "after-fork"), "the parent keeps watching too"
+            child.send("go")
+            report = child.read_line(15.0)
+            code = child.reap(5.0)
+            assert (code, report) == (0, "ok")
+            assert wait_until(lambda: app.color == "after-fork"), "the parent keeps watching too"
     finally:
-        os.close(read_end)
-        os.close(go_write)
         app.stop()
 
 
@@ -581,7 +535,7 @@ def _child(app: LiveSettings[Any], out: int, go: int) -> int:
         os.write(out, f"stale snapshot in the child: {app.color}\n".encode())
         return 2
     os.write(out, b"ready\n")
-    if _read_line(go, 10.0) != "go":
+    if read_child_line(go, 10.0) != "go":
         return 3
     if not wait_until(lambda: app.color == "after-fork", 10.0):
         os.write(out, f"the child missed the swap: {app.color}\n".encode())
@@ -592,39 +546,6 @@ def _child(app: LiveSettings[Any], out: int, go: int) -> int:
         return 5
     os.write(out, b"ok\n")
     return 0
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return f"timeout; got {data!r}"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data.decode()
-        data += chunk
-    return data.decode().strip()
-
-
-def _reap(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    _kill(pid)
-    raise AssertionError("the child did not exit")
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 # -- secrets ----------------------------------------------------------------------------

@@ -21,9 +21,18 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from canaryconf import CanaryConfigDict, CanarySettings, RolloutInfo, annotation, live, secret
+from canaryconf import (
+    CanaryConfigDict,
+    CanarySettings,
+    LiveSettings,
+    RolloutInfo,
+    annotation,
+    live,
+    secret,
+)
 from canaryconf.metrics import instrument, metrics_app, start_http_server
-from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf.testing import KubeletWriter
+from conftest import rollout_pod
 
 TOKEN = "tok-metrics-5ecr3t-41c9"
 PREFIX = "canary.example.com/"
@@ -32,10 +41,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def _pod(role: str = "canary", **annotations: str) -> dict[str, str | bytes]:
-    return pod_files(
-        labels={"app": "shop", "role": role, "rollouts-pod-template-hash": "7f9c4d2e1"},
-        annotations={f"{PREFIX}{k.replace('_', '-')}": v for k, v in annotations.items()},
-    )
+    return rollout_pod(annotations, role=role, template_hash="7f9c4d2e1", prefix=PREFIX)
 
 
 @pytest.fixture
@@ -64,11 +70,19 @@ def _settings_class(podinfo: KubeletWriter, secrets: KubeletWriter) -> type[Cana
 
 
 @pytest.fixture
-def server() -> Iterator[tuple[CollectorRegistry, str]]:
+def settings(volumes: tuple[KubeletWriter, KubeletWriter]) -> LiveSettings[Any]:
+    """Live settings read from ``volumes``, not instrumented."""
+    return live(_settings_class(*volumes))
+
+
+@pytest.fixture
+def metrics_url(settings: LiveSettings[Any]) -> Iterator[str]:
+    """The URL of a real exposition endpoint of a registry ``settings`` is instrumented in."""
     registry = CollectorRegistry()
     running = start_http_server(0, "127.0.0.1", registry)
     try:
-        yield registry, running.url
+        instrument(settings, registry)
+        yield running.url
     finally:
         running.close()
 
@@ -97,14 +111,11 @@ def test_import_canaryconf_does_not_import_prometheus_client() -> None:
 
 
 def test_reloads_success_and_config_info_over_http(
-    volumes: tuple[KubeletWriter, KubeletWriter], server: tuple[CollectorRegistry, str]
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
 ) -> None:
-    podinfo, secrets = volumes
-    registry, url = server
-    settings = live(_settings_class(podinfo, secrets))
-    instrument(settings, registry)
+    podinfo, _ = volumes
 
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     assert samples[("canaryconf_reloads_total", (("result", "applied"),))] == 0
     assert samples[("canaryconf_last_reload_success", ())] == 1
     (info,) = _info(samples)
@@ -116,7 +127,7 @@ def test_reloads_success_and_config_info_over_http(
     podinfo.write(_pod(db_url="postgres://other/app"))
     assert settings.reload().status == "applied"
     assert settings.reload().status == "unchanged"
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     assert samples[("canaryconf_reloads_total", (("result", "applied"),))] == 1
     assert samples[("canaryconf_reloads_total", (("result", "unchanged"),))] == 1
     assert samples[("canaryconf_reloads_total", (("result", "failed"),))] == 0
@@ -127,7 +138,7 @@ def test_reloads_success_and_config_info_over_http(
 
     podinfo.write(_pod(db_url="postgres://other/app", ratio="3"))
     assert settings.reload().status == "failed"
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     assert samples[("canaryconf_reloads_total", (("result", "failed"),))] == 1
     assert samples[("canaryconf_last_reload_success", ())] == 0
     assert samples[("canaryconf_last_reload_timestamp_seconds", ())] >= before
@@ -136,27 +147,24 @@ def test_reloads_success_and_config_info_over_http(
 
     podinfo.write(_pod(role="stable", db_url="postgres://other/app"))
     assert settings.reload().status == "applied"
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     assert samples[("canaryconf_last_reload_success", ())] == 1
     (info,) = _info(samples)
     assert info["role"] == "stable"
 
 
 def test_label_values_never_carry_secrets(
-    volumes: tuple[KubeletWriter, KubeletWriter], server: tuple[CollectorRegistry, str]
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
 ) -> None:
-    podinfo, secrets = volumes
-    registry, url = server
-    settings = live(_settings_class(podinfo, secrets))
-    instrument(settings, registry)
-    text, samples = scrape(url)
+    _, secrets = volumes
+    text, samples = scrape(metrics_url)
     assert TOKEN not in text
     (info,) = _info(samples)
     # Rotating only the secret does not move the published digest: it is computed from the
     # redacted settings, so it cannot be used to test guesses of the secret.
     secrets.write({"db-password": TOKEN + "-rotated"})
     assert settings.reload().status == "applied"
-    text, samples = scrape(url)
+    text, samples = scrape(metrics_url)
     assert TOKEN not in text
     (after,) = _info(samples)
     assert after["digest"] == info["digest"]
@@ -164,12 +172,9 @@ def test_label_values_never_carry_secrets(
 
 
 def test_handler_errors_are_counted_by_handler(
-    volumes: tuple[KubeletWriter, KubeletWriter], server: tuple[CollectorRegistry, str]
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
 ) -> None:
-    podinfo, secrets = volumes
-    registry, url = server
-    settings = live(_settings_class(podinfo, secrets))
-    instrument(settings, registry)
+    podinfo, _ = volumes
 
     @settings.on_change("db_url")
     def rebuild_pool(change: Any) -> None:
@@ -182,7 +187,7 @@ def test_handler_errors_are_counted_by_handler(
     for url_value in ("postgres://a/app", "postgres://b/app"):
         podinfo.write(_pod(db_url=url_value))
         assert settings.reload().status == "applied"
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     handler_errors = {
         dict(labels)["handler"]: value
         for (name, labels), value in samples.items()
@@ -232,10 +237,9 @@ def test_handler_errors_count_for_their_own_settings_only(
 
 
 def test_close_unregisters_and_a_second_registration_is_refused(
-    volumes: tuple[KubeletWriter, KubeletWriter],
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any]
 ) -> None:
-    podinfo, secrets = volumes
-    settings = live(_settings_class(podinfo, secrets))
+    podinfo, _ = volumes
     registry = CollectorRegistry()
     handle = instrument(settings, registry)
     with pytest.raises(ValueError, match="Duplicated"):
@@ -249,11 +253,7 @@ def test_close_unregisters_and_a_second_registration_is_refused(
     again.close()
 
 
-def test_metrics_app_serves_the_exposition_format(
-    volumes: tuple[KubeletWriter, KubeletWriter],
-) -> None:
-    podinfo, secrets = volumes
-    settings = live(_settings_class(podinfo, secrets))
+def test_metrics_app_serves_the_exposition_format(settings: LiveSettings[Any]) -> None:
     registry = CollectorRegistry()
     instrument(settings, registry)
 
@@ -275,19 +275,16 @@ def test_metrics_app_serves_the_exposition_format(
 
 
 def test_live_watcher_feeds_the_metrics(
-    volumes: tuple[KubeletWriter, KubeletWriter], server: tuple[CollectorRegistry, str]
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
 ) -> None:
     import time
 
-    podinfo, secrets = volumes
-    registry, url = server
-    settings = live(_settings_class(podinfo, secrets))
-    instrument(settings, registry)
+    podinfo, _ = volumes
     with settings:
         podinfo.write(_pod(db_url="postgres://watched/app"))
         deadline = time.monotonic() + 10
         while settings.db_url != "postgres://watched/app":
             assert time.monotonic() < deadline
             time.sleep(0.02)
-    _, samples = scrape(url)
+    _, samples = scrape(metrics_url)
     assert samples[("canaryconf_reloads_total", (("result", "applied"),))] == 1

@@ -12,7 +12,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,38 +28,10 @@ from canaryconf import (
     live,
     signals,
 )
-from canaryconf._live import _instances
-from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf.testing import KubeletWriter
+from conftest import rollout_pod, wait_until, watcher_threads
 
-WATCHER = "canaryconf-watcher"
-DEADLINE = 5.0
-
-
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
-        time.sleep(0.005)
-    return True
-
-
-def watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHER]
-
-
-@pytest.fixture(autouse=True)
-def no_watcher_left() -> Iterator[None]:
-    """Every test stops what it starts."""
-    already = {id(instance) for instance in list(_instances) if instance.running}
-    yield
-    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
-    for instance in leaked:
-        instance.stop()
-    assert not leaked, "a test left a LiveSettings watcher running"
-    if not already:
-        assert wait_until(lambda: not watcher_threads(), 2.0)
+pytestmark = pytest.mark.usefixtures("no_watcher_left")
 
 
 def payload(
@@ -71,9 +42,10 @@ def payload(
     workers: int = 2,
     template_hash: str = "5d8f7c9b4",
 ) -> dict[str, str | bytes]:
-    return pod_files(
-        labels={"app": "shop", "role": role, "rollouts-pod-template-hash": template_hash},
-        annotations={"color": color, "size": str(size), "workers": str(workers)},
+    return rollout_pod(
+        {"color": color, "size": str(size), "workers": str(workers)},
+        role=role,
+        template_hash=template_hash,
     )
 
 

@@ -24,13 +24,11 @@ import logging
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,11 +64,11 @@ from canaryconf import (
     pod_field,
     signals,
 )
-from canaryconf._live import _instances
 from canaryconf._watch import active_watches
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+from conftest import ForkedChild, make_wait_until, read_child_line, watcher_threads
 
-pytestmark = pytest.mark.stress
+pytestmark = [pytest.mark.stress, pytest.mark.usefixtures("no_live_settings_left")]
 
 LONG = os.environ.get("CANARYCONF_STRESS", "").lower() == "long"
 
@@ -88,20 +86,12 @@ EXAMPLES = scaled("CANARYCONF_STRESS_EXAMPLES", 10, 200)
 LONG_TIMEOUT = 1800 if LONG else 120
 READERS = 4
 PREFIX = "stress.example.com/"
-WATCHER = "canaryconf-watcher"
 DEADLINE = 10.0
 #: How soon after the last swap the snapshot must be the last payload.
 CONVERGE_WITHIN = 1.0
 
 
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
-        time.sleep(0.002)
-    return True
+wait_until = make_wait_until(DEADLINE, interval=0.002)
 
 
 def settle(counter: Callable[[], int], quiet: float = 0.3, timeout: float = DEADLINE) -> None:
@@ -118,10 +108,6 @@ def settle(counter: Callable[[], int], quiet: float = 0.3, timeout: float = DEAD
             return
 
 
-def watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHER]
-
-
 def watcher_alive(settings: LiveSettings[Any]) -> bool:
     """The background watcher runs and every volume of ``settings`` has a live watch."""
     threads = watcher_threads()
@@ -132,18 +118,6 @@ def watcher_alive(settings: LiveSettings[Any]) -> bool:
         and threads[0].is_alive()
         and all(os.path.abspath(d) in watched for d in settings.volume_dirs)
     )
-
-
-@pytest.fixture(autouse=True)
-def no_watcher_left() -> Iterator[None]:
-    """Every test stops what it starts (a watcher left running would also be restarted in
-    the child of a fork test)."""
-    already = {id(instance) for instance in list(_instances) if instance.running}
-    yield
-    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
-    for instance in leaked:
-        instance.stop()
-    assert not leaked, "a test left a LiveSettings watcher running"
 
 
 def report(title: str, **figures: object) -> None:
@@ -1108,23 +1082,8 @@ def _fork_and_follow(
     lock: threading.Lock,
     counter: list[int],
 ) -> tuple[int, str]:
-    read_end, write_end = os.pipe()
-    go_read, go_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        code = 70
-        try:
-            os.close(read_end)
-            os.close(go_write)
-            code = _fork_child(settings, write_end, go_read)
-        except BaseException:
-            os.write(write_end, traceback.format_exc().encode())
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    os.close(go_read)
-    try:
-        ready = _read_line(read_end, FORK_CHILD_DEADLINE)
+    with ForkedChild(lambda out, go: _fork_child(settings, out, go)) as child:
+        ready = child.read_line(FORK_CHILD_DEADLINE)
         assert ready == "ready", ready
         paused.set()
         with lock:  # the swap in progress, if any, is done
@@ -1132,15 +1091,9 @@ def _fork_and_follow(
             target = counter[0]
             writer.write(marked(target))
         paused.clear()
-        os.write(go_write, f"{target}\n".encode())
-        report_line = _read_line(read_end, FORK_CHILD_DEADLINE + 5)
-        return _reap(pid, DEADLINE), report_line
-    except BaseException:
-        _kill(pid)
-        raise
-    finally:
-        os.close(read_end)
-        os.close(go_write)
+        child.send(str(target))
+        report_line = child.read_line(FORK_CHILD_DEADLINE + 5)
+        return child.reap(DEADLINE), report_line
 
 
 def _fork_child(settings: LiveSettings[Any], out: int, go: int) -> int:
@@ -1153,46 +1106,13 @@ def _fork_child(settings: LiveSettings[Any], out: int, go: int) -> int:
         os.write(out, f"torn snapshot in the child: {values}\n".encode())
         return 2
     os.write(out, b"ready\n")
-    target = int(_read_line(go, FORK_CHILD_DEADLINE) or -1)
+    target = int(read_child_line(go, FORK_CHILD_DEADLINE) or -1)
     if not wait_until(lambda: settings.current.label_gen >= target, FORK_CHILD_DEADLINE):
         os.write(out, f"the child missed swap {target}: at {settings.current.label_gen}\n".encode())
         return 3
     settings.stop()
     os.write(out, b"ok\n")
     return 0
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while not data.endswith(b"\n"):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            return f"timeout; got {data!r}"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return data.decode()
-        data += chunk
-    return data.decode().strip()
-
-
-def _reap(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    _kill(pid)
-    raise AssertionError("the child did not exit")
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
 
 
 # -- a stateful model of LiveSettings ---------------------------------------------------

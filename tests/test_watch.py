@@ -8,9 +8,8 @@ import logging
 import os
 import select
 import shutil
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,40 +26,13 @@ from canaryconf import (
     configmap,
     live,
 )
-from canaryconf._live import _instances
 from canaryconf.testing import KubeletWriter, pod_files
-
-WATCHER = "canaryconf-watcher"
-DEADLINE = 5.0
+from conftest import DEADLINE, wait_until, watcher_threads
 
 needs_inotify = pytest.mark.skipif(not _inotify.available(), reason="inotify is Linux-only")
 
 
-def wait_until(condition: Callable[[], object], timeout: float = DEADLINE) -> bool:
-    """Poll ``condition`` until it is true or ``timeout`` seconds pass; its last truth."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return bool(condition())
-        time.sleep(0.005)
-    return True
-
-
-def watcher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == WATCHER]
-
-
-@pytest.fixture(autouse=True)
-def no_watcher_left() -> Iterator[None]:
-    """Every test stops what it starts."""
-    already = {id(instance) for instance in list(_instances) if instance.running}
-    yield
-    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
-    for instance in leaked:
-        instance.stop()
-    assert not leaked, "a test left a LiveSettings watcher running"
-    if not already:
-        assert wait_until(lambda: not watcher_threads(), 2.0)
+pytestmark = pytest.mark.usefixtures("no_watcher_left")
 
 
 def podinfo_settings(volume: Path) -> type[CanarySettings]:

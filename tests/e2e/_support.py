@@ -50,6 +50,7 @@ __all__ = [
     "inotify_fds",
     "poll_until",
     "poll_workers",
+    "serves",
     "start_server",
     "thread_count",
 ]
@@ -329,11 +330,15 @@ def poll_workers(
     timeout: float,
     check: Callable[[Any], None] | None = None,
     concurrency: int = 4,
+    clients: Sequence[httpx.Client] | None = None,
 ) -> dict[int, Any]:
     """GET ``url`` from ``concurrency`` threads until ``workers`` distinct ``pid`` values
     have answered with a body for which ``until(body)`` is true; return the first such body
     of each pid. ``check(body)`` runs on every body (raise to fail). Fails after
     ``timeout`` seconds, saying what each pid answered last.
+
+    Each thread makes a client of its own, unless ``clients`` are given: then one thread
+    per client polls with it (and each thread is waited for ``timeout`` + 5 seconds).
 
     Concurrent requests keep every worker of a pre-fork server busy in turn: a worker
     that is handling a request cannot take the next one.
@@ -344,30 +349,41 @@ def poll_workers(
     lock = threading.Lock()
     errors: list[BaseException] = []
 
-    def run() -> None:
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
-            while time.monotonic() < deadline:
-                with lock:
-                    if len(done) >= workers or errors:
-                        return
-                try:
-                    response = client.get(url)
-                    assert response.status_code == 200, f"{url}: {response.status_code}"
-                    body = response.json()
-                    if check is not None:
-                        check(body)
-                except BaseException as exc:
-                    with lock:
-                        errors.append(exc)
+    def poll(client: httpx.Client) -> None:
+        while time.monotonic() < deadline:
+            with lock:
+                if len(done) >= workers or errors:
                     return
+            try:
+                response = client.get(url)
+                assert response.status_code == 200, f"{url}: {response.status_code}"
+                body = response.json()
+                if check is not None:
+                    check(body)
+            except BaseException as exc:
                 with lock:
-                    last[body["pid"]] = body
-                    if until(body):
-                        done.setdefault(body["pid"], body)
+                    errors.append(exc)
+                return
+            with lock:
+                last[body["pid"]] = body
+                if until(body):
+                    done.setdefault(body["pid"], body)
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(run) for _ in range(concurrency)]:
-            future.result()
+    if clients is None:
+
+        def run() -> None:
+            with httpx.Client(timeout=2.0, trust_env=False) as client:
+                poll(client)
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            for future in [pool.submit(run) for _ in range(concurrency)]:
+                future.result()
+    else:
+        threads = [threading.Thread(target=poll, args=(client,)) for client in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout + 5.0)
     if errors:
         raise errors[0]
     if len(done) < workers:
@@ -376,6 +392,11 @@ def poll_workers(
             f" last answer of each pid: {last}"
         )
     return done
+
+
+def serves(generation: str | None) -> Callable[[Any], bool]:
+    """For :func:`poll_workers`: a checkout body of ``generation``."""
+    return lambda body: body["generation"] == generation
 
 
 # -- the volume ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from _support import (
     gunicorn_cmd,
     inotify_fds,
     poll_workers,
+    serves,
     start_server,
     thread_count,
 )
@@ -93,9 +94,6 @@ def test_every_worker_follows_the_release_without_mixing_versions(
     with start_server(django_cmd(port, preload=preload), port=port, env=env) as server:
         checkout = f"{server.base_url}/checkout"
         status_url = f"{server.base_url}/-/canaryconf/"
-
-        def serves(generation: str) -> Any:
-            return lambda body: body["generation"] == generation
 
         seen = poll_workers(
             checkout, workers=WORKERS, until=serves(first), timeout=10.0, check=scenario.check

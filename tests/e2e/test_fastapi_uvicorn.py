@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from _support import (
     fetch_json,
     free_port,
     poll_until,
+    poll_workers,
+    serves,
     start_server,
     thread_count,
 )
@@ -53,58 +55,6 @@ def http_clients(count: int) -> Iterator[list[httpx.Client]]:
     finally:
         for client in clients:
             client.close()
-
-
-def poll_each_worker(
-    clients: list[httpx.Client],
-    url: str,
-    *,
-    until: Callable[[Any], bool],
-    timeout: float,
-    check: Callable[[Any], None],
-) -> dict[int, Any]:
-    """GET ``url`` from one thread per client until each of the ``WORKERS`` pids has
-    answered a body for which ``until(body)`` holds; return the first such body of each
-    pid. ``check(body)`` runs on every body. Fails after ``timeout`` seconds, with the
-    last answer of each pid."""
-    deadline = time.monotonic() + timeout
-    done: dict[int, Any] = {}
-    last: dict[int, Any] = {}
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def run(client: httpx.Client) -> None:
-        while time.monotonic() < deadline:
-            with lock:
-                if len(done) >= WORKERS or errors:
-                    return
-            try:
-                response = client.get(url)
-                assert response.status_code == 200, f"{url}: {response.status_code}"
-                body = response.json()
-                check(body)
-            except BaseException as exc:
-                with lock:
-                    errors.append(exc)
-                return
-            with lock:
-                last[body["pid"]] = body
-                if until(body):
-                    done.setdefault(body["pid"], body)
-
-    threads = [threading.Thread(target=run, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout + 5.0)
-    if errors:
-        raise errors[0]
-    if len(done) < WORKERS:
-        raise AssertionError(
-            f"{url}: {len(done)} of {WORKERS} workers got there within {timeout}s;"
-            f" last answer of each pid: {last}"
-        )
-    return done
 
 
 @contextmanager
@@ -189,9 +139,10 @@ def test_uvicorn_workers_follow_a_release(tmp_path: Path) -> None:
             ignore=(httpx.HTTPError, AssertionError),
             message="first response",
         )
-        started = poll_each_worker(
-            clients,
+        started = poll_workers(
             status,
+            workers=WORKERS,
+            clients=clients,
             until=lambda b: b["watching"] and b["generation"] == generation,
             timeout=STARTUP_TIMEOUT,
             check=lambda b: scenario.check(status_as_checkout(b)),
@@ -208,27 +159,30 @@ def test_uvicorn_workers_follow_a_release(tmp_path: Path) -> None:
                 written = time.monotonic()
                 generation = scenario.write(step)
                 if step.expected is not None:
-                    poll_each_worker(
-                        clients,
+                    poll_workers(
                         checkout,
-                        until=lambda b, g=generation: b["generation"] == g,
+                        workers=WORKERS,
+                        clients=clients,
+                        until=serves(generation),
                         timeout=SWAP_DEADLINE,
                         check=scenario.check,
                     )
                 else:
-                    rejected = poll_each_worker(
-                        clients,
+                    rejected = poll_workers(
                         status,
+                        workers=WORKERS,
+                        clients=clients,
                         until=lambda b: b["last_error"] is not None,
                         timeout=SWAP_DEADLINE,
                         check=lambda b: scenario.check(status_as_checkout(b)),
                     )
                     for body in rejected.values():
                         scenario.check_rejected(body)
-                    poll_each_worker(
-                        clients,
+                    poll_workers(
                         checkout,
-                        until=lambda b: b["generation"] == scenario.last_good,
+                        workers=WORKERS,
+                        clients=clients,
+                        until=serves(scenario.last_good),
                         timeout=SWAP_DEADLINE,
                         check=scenario.check,
                     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _support import (
@@ -17,6 +16,7 @@ from _support import (
     free_port,
     gunicorn_cmd,
     poll_workers,
+    serves,
     start_server,
     thread_count,
 )
@@ -48,9 +48,6 @@ def test_every_worker_follows_the_release_without_mixing_versions(
     with start_server(flask_cmd(port, preload=preload), port=port, env=env) as server:
         checkout = f"{server.base_url}/checkout"
         status_url = f"{server.base_url}/-/canaryconf"
-
-        def serves(generation: str) -> Any:
-            return lambda body: body["generation"] == generation
 
         # Workers forked from a --preload master loaded `stable` there and watch nothing
         # until their first request; this version must still reach them, in time.
