@@ -297,7 +297,6 @@ def test_secrets_never_appear_in_logs_reprs_diffs_or_exceptions(
     shown += [repr(c) for c in changes] + [repr(c.diff()) for c in changes]
     shown += [repr(redacted_dump(c.new)) for c in changes]
     shown += [repr(r) for r in results] + [repr(settings.current.origins)]
-    shown += [repr(settings.current._canaryconf_volumes)]
     for error in errors:
         shown += exception_texts(error)
     shown += log_texts(caplog.records)

@@ -89,7 +89,6 @@ class DirectoryWatch:
         self.poll_interval = poll_interval
         self.subscribers: list[Subscriber] = []
         self.ready = asyncio.Event()
-        self.restarts = 0
         self._on_close = on_close
         self._task: asyncio.Task[None] | None = None
 
@@ -144,7 +143,6 @@ class DirectoryWatch:
                 self.backend = "polling"
                 continue
             except Exception:
-                self.restarts += 1
                 logger.exception(
                     "canaryconf: watcher of %s failed; restarting in %.1fs", self.path, backoff
                 )

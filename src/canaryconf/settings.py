@@ -105,7 +105,6 @@ class CanarySettings(BaseSettings):
     model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(frozen=True, extra="ignore")
 
     _canaryconf_origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
-    _canaryconf_volumes: dict[str, VolumeSnapshot | None] = PrivateAttr(default_factory=dict)
 
     def __init__(__canaryconf_self__, **values: Any) -> None:
         cls = type(__canaryconf_self__)
@@ -132,7 +131,6 @@ class CanarySettings(BaseSettings):
         if ctx.problems:
             raise SettingsValidationError(cls.__name__, ctx.problems)
         __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
-        __canaryconf_self__._canaryconf_volumes = dict(ctx.volumes)
 
     @classmethod
     def settings_customise_sources(

@@ -134,7 +134,24 @@ class _WholeVolumes(VolumeSource):
         return data
 
 
-class VolumeContent(CanarySettings):
+class _OneSourceSettings(CanarySettings):
+    """Settings read by their ``volume_source`` alone (and init kwargs): no environment."""
+
+    volume_source: ClassVar[type[VolumeSource]]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, cls.volume_source(settings_cls))
+
+
+class VolumeContent(_OneSourceSettings):
     """Everything in a podinfo volume (and the ConfigMap and Secret directories given):
     the settings ``watch`` follows when no settings class is given. Secret files are held
     as SHA-256 digests only."""
@@ -152,16 +169,7 @@ class VolumeContent(CanarySettings):
     #: Fields whose entries are shown as "changed", never with their values.
     SECRET_FIELDS: ClassVar[frozenset[str]] = frozenset({"secrets"})
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _WholeVolumes(settings_cls))
+    volume_source: ClassVar[type[VolumeSource]] = _WholeVolumes
 
 
 class _AllDigests(VolumeSource):
@@ -179,7 +187,7 @@ class _AllDigests(VolumeSource):
         return {"files": digests}
 
 
-class VolumeDigests(CanarySettings):
+class VolumeDigests(_OneSourceSettings):
     """The SHA-256 of every file of the volumes in ``configmap_dirs``: what ``sidecar``
     compares when no settings class is given (any content change is a change; no value
     is held in memory)."""
@@ -191,16 +199,7 @@ class VolumeDigests(CanarySettings):
     # Marked secret so that canaryconf's own logs never show the digests either.
     files: dict[str, str] = secret("files", default_factory=dict)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _AllDigests(settings_cls))
+    volume_source: ClassVar[type[VolumeSource]] = _AllDigests
 
 
 def content_class(

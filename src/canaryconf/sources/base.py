@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -242,10 +242,6 @@ class VolumeSource(PydanticBaseSettingsSource):
             return False, False
         complex_ = [self.field_is_complex(FieldInfo(annotation=m)) for m in members]
         return any(complex_), not all(complex_)
-
-    def _fields(self) -> Iterator[tuple[str, FieldInfo, FieldMapping]]:
-        for field_name, field in self.settings_cls.model_fields.items():
-            yield field_name, field, field_mapping(field)
 
 
 def input_key(field_name: str, field: FieldInfo) -> str:
