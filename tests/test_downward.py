@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
 import json
 import sys
@@ -289,6 +290,78 @@ def assembled_files(draw: st.DrawFn) -> str:
 @given(assembled_files())
 def test_parser_agrees_with_the_reference_reader_on_assembled_files(text: str) -> None:
     _check_against_reference(text)
+
+
+@contextlib.contextmanager
+def _chunk_size(characters: int) -> Iterator[None]:
+    """The fast paths parse values in chunks of about ``downward._CHUNK`` characters; a
+    tiny chunk puts the boundaries of chunks between the few lines of a generated file."""
+    saved = downward._CHUNK
+    downward._CHUNK = characters
+    try:
+        yield
+    finally:
+        downward._CHUNK = saved
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(mangled_files(), assembled_files()), st.sampled_from([1, 7, 40]))
+def test_parser_agrees_with_the_reference_reader_across_chunks(text: str, chunk: int) -> None:
+    with _chunk_size(chunk):
+        _check_against_reference(text)
+
+
+def _big_map(size: int) -> dict[str, str]:
+    """About ``size`` characters of plain values, JSON documents (\\" and \\n), text with
+    non-ASCII characters and values with escapes JSON lacks (with and without non-ASCII
+    characters), interleaved."""
+    kinds = [
+        lambda i: f"https://example.com/{i}?q=" + "x" * (i % 50),
+        lambda i: (
+            json.dumps({"name": f"shop-{i}", "tags": ["a", "b"], "ratio": i / 7}, indent=1) + "\n"
+        ),
+        lambda i: f'café {i} 数据 "quoted" \\ tab\t 😀',
+        lambda i: f"bell\a vt\v esc\x1b del\x7f nbsp\xa0 zwsp\u200b tag\U000e0001 {i}",
+        lambda i: f"ASCII only: bell\a vt\v esc\x1b del\x7f {i}",
+    ]
+    mapping: dict[str, str] = {}
+    total = 0
+    index = 0
+    while total < size:
+        value = kinds[index % len(kinds)](index)
+        mapping[f"example.com/key-{index:05d}"] = value
+        total += len(value) + 24
+        index += 1
+    return mapping
+
+
+def test_big_files_parse_exactly_across_chunks() -> None:
+    mapping = _big_map(4 * downward._CHUNK)
+    text = format_map(mapping)
+    for form in (text, text.encode("utf-8"), text + "\n", text.replace("\n", "\r\n")):
+        assert parse_map(form) == mapping
+
+
+@pytest.mark.parametrize("damage", ["\\q", '"', "\x00", "\\xc3", "\\ud800", "\n", "\\"])
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.93])
+def test_damage_deep_in_a_big_file_is_found_on_its_line(damage: str, where: float) -> None:
+    """One bad character or escape in a file of several chunks: the same result or error
+    as the reference reader, on str and bytes."""
+    text = format_map(_big_map(3 * downward._CHUNK))
+    position = text.index('="', int(len(text) * where)) + 5
+    _check_against_reference(text[:position] + damage + text[position:])
+
+
+@pytest.mark.parametrize("value", ['{\\"a",\\"b\\"}', 'a",b', 'a", x', 'a",]', 'a"]\\n'])
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_a_raw_quote_then_no_json_value_is_a_format_error(value: str, as_bytes: bool) -> None:
+    """A raw quote inside a value ends the string in the JSON array the fast path builds;
+    what follows it is then no JSON value at all (found by fuzzing: JSON's scanner says so
+    with StopIteration, not ValueError)."""
+    text = f'k="{value}"\nz="after\\n"'
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map(text.encode("utf-8") if as_bytes else text)
+    assert (info.value.line, info.value.key) == (1, "k")
 
 
 def test_only_one_carriage_return_per_line_end() -> None:

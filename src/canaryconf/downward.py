@@ -36,8 +36,9 @@ import codecs
 import itertools
 import operator
 import re
-from collections.abc import Mapping, Sequence
-from json import loads as _json_loads
+from collections.abc import Callable, Mapping, Sequence
+from json.decoder import JSONDecoder
+from typing import Any
 
 from canaryconf._errors import DownwardAPIFormatError
 
@@ -100,6 +101,15 @@ _SEPARATOR = "\x1e"  # a raw control character, so never part of a valid line
 _NOT_JSON_ESCAPE_RE = re.compile(r'\\[^bfnrt\\"]')
 # A possible byte escape >= 0x80, or \u / \U escape naming a surrogate (same caveat).
 _NEEDS_BYTES_RE = re.compile(r"\\(?:x[89a-fA-F]|[23][0-7]|u[dD][89a-fA-F]|U0000[dD][89a-fA-F])")
+_REPEAT_KEY_END = itertools.repeat('="')
+_REPEAT_QUOTE = itertools.repeat('"')
+# JSON's C scanner: parses one JSON value at an index and returns it with its end (no
+# leading or trailing whitespace allowed: each array built here starts and ends with a
+# bracket).
+_scan_json: Callable[[str, int], tuple[Any, int]]
+_scan_json = JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
 # Quoted values without their opening quote, joined by _SEPARATOR, whose escapes all name
 # code points (no byte escape >= 0x80, no surrogate).
 _CODE_POINT_ESCAPE = (
@@ -405,22 +415,43 @@ with a double quote right after '='
 # rejects and never decode differently: every shortcut is either exact or bails out.
 
 
-def _parse_fast(text: str) -> dict[str, str] | None:
+def _parse_fast(text: str, *, utf8_as_latin1: bool = False) -> dict[str, str] | None:
+    """``utf8_as_latin1``: ``text`` is UTF-8 bytes decoded as Latin-1 (one character per
+    byte, so no wide string for the whole file); keys and values with non-ASCII characters
+    are decoded again, one by one."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     if "\\" not in text:
-        return _parse_fast_plain(text)
+        return None if utf8_as_latin1 else _parse_fast_plain(text)
     if "\x7f" in text:
         return None  # a raw DEL, which JSON lets through
-    if not text.isascii():
-        try:  # fails on lone surrogates (only in a str argument); UTF-32 is the fastest
-            text.encode("utf-32-le")
+    key_tuple, seps, rest_tuple = zip(
+        *map(str.partition, text.split("\n"), _REPEAT_KEY_END), strict=True
+    )
+    if not all(seps) or not all(key_tuple):
+        return None
+    keys: Sequence[str] = key_tuple
+    rests: list[str] = list(rest_tuple)
+    if text.isascii():
+        return _parse_fast_rests(keys, rests, [])
+    wide_indexes = list(
+        itertools.compress(itertools.count(), map(operator.not_, map(str.isascii, rests)))
+    )
+    all_keys = "".join(keys)
+    if utf8_as_latin1:
+        try:
+            if not all_keys.isascii():
+                keys = "\n".join(keys).encode("latin-1").decode("utf-8").split("\n")
+            for index in wide_indexes:
+                rests[index] = rests[index].encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    elif not all_keys.isascii():
+        try:  # a lone surrogate (only in a str argument) has no UTF-8 form
+            all_keys.encode("utf-32-le")  # the fastest encoder that refuses it
         except UnicodeEncodeError:
             return None
-    keys, seps, rests = zip(*[line.partition('="') for line in text.split("\n")], strict=True)
-    if not all(seps) or not all(keys):
-        return None
-    return _parse_fast_rests(keys, rests)
+    return _parse_fast_rests(keys, rests, wide_indexes)
 
 
 def _parse_fast_bytes(data: bytes) -> dict[str, str] | None:
@@ -429,29 +460,7 @@ def _parse_fast_bytes(data: bytes) -> dict[str, str] | None:
             return _parse_fast(data.decode("utf-8"))
         except UnicodeDecodeError:
             return None
-    if b"\r" in data:
-        data = data.replace(b"\r\n", b"\n")
-    # Backslashes and non-ASCII: split the bytes, so that only the values that need it are
-    # decoded into wide (UCS-2/UCS-4) strings, one by one.
-    if b"\x7f" in data:
-        return None
-    raw_keys, seps, raw_rests = zip(
-        *[line.partition(b'="') for line in data.split(b"\n")], strict=True
-    )
-    if not all(seps) or not all(raw_keys):
-        return None
-    wide_indexes = [index for index, rest in enumerate(raw_rests) if not rest.isascii()]
-    narrow = list(raw_rests)
-    for index in wide_indexes:
-        narrow[index] = b""
-    try:
-        keys = b"\n".join(raw_keys).decode("utf-8").split("\n")
-        rests = b"\n".join(narrow).decode("ascii").split("\n")
-        for index in wide_indexes:
-            rests[index] = raw_rests[index].decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    return _parse_fast_rests(keys, rests)
+    return _parse_fast(data.decode("latin-1"), utf8_as_latin1=True)
 
 
 def _parse_fast_plain(text: str) -> dict[str, str] | None:
@@ -498,63 +507,76 @@ def _has_raw_control(text: str) -> bool:
     return False
 
 
-def _parse_fast_rests(keys: Sequence[str], rests: Sequence[str]) -> dict[str, str] | None:
+def _parse_fast_rests(
+    keys: Sequence[str], rests: Sequence[str], wide_indexes: list[int]
+) -> dict[str, str] | None:
     """Backslashes present; ``keys`` and ``rests`` (each value after its opening quote)
-    come from the lines. Values are sorted three ways:
+    come from the lines, ``wide_indexes`` are those of the values with non-ASCII characters.
+    Values are sorted two ways:
 
     * ASCII values whose escapes JSON reads exactly as Go does (the common ``\\" \\n \\t
-      \\\\``, or no escape at all) are decoded by a single ``json.loads`` of a JSON array
-      made of them (see below);
-    * other values with such escapes only are decoded one by one by JSON's C string scanner
-      (joining them with ASCII text would widen the whole array, which is slow);
-    * values with other escapes are validated and decoded together by ``_decode_go_rests``.
+      \\\\``, or no escape at all) are decoded by ``json.loads`` of JSON arrays made of
+      them (see below);
+    * the others (values with other escapes, and non-ASCII values, which would widen a
+      whole array to two or four bytes a character if joined with it) are checked and
+      decoded together by ``_decode_go_rests``.
 
-    Why the array is exact: its elements are joined by ``,`` and a raw newline, which JSON
+    Why an array is exact: its elements are joined by ``,`` and a raw newline, which JSON
     allows between values but (strict mode) never inside a string, and no value holds a raw
     newline. So no string can run across a joint, and each piece ``"<value>"`` yields at
     least one JSON value. Getting exactly as many values as pieces then means each piece
     yielded one string; as each piece ends with a double quote (checked), which is not
     JSON whitespace, that string ends at the piece's closing quote: no value has a raw
     quote or ends in a backslash that escapes its closing quote.
+
+    The work goes in chunks of about ``_CHUNK`` characters: a temporary string of hundreds
+    of kilobytes costs more in page faults than its parsing.
     """
     all_keys = "".join(keys)
     if "=" in all_keys or _has_raw_control(all_keys):
         return None
+    if not all(map(str.endswith, rests, _REPEAT_QUOTE)):
+        return None  # e.g. a space after the closing quote, which JSON would skip
     narrow = list(rests)
-    wide_indexes = [index for index, rest in enumerate(rests) if not rest.isascii()]
     for index in wide_indexes:
         narrow[index] = '"'  # an empty string in the array
-    if not all(map(str.endswith, narrow, itertools.repeat('"'))):
-        return None  # e.g. a space after the closing quote, which JSON would skip
-    array = _json_array(narrow)
-    go_indexes = _go_pieces(array, narrow)
-    if go_indexes:
-        array = _json_array(narrow)  # without them
-    try:
-        values = _json_loads(array)
-    except ValueError:
-        return None
-    if len(values) != len(rests):
-        return None
-    for index in wide_indexes:
-        rest = rests[index]
-        if "\\" in rest and _find_go_escape(rest, 0) >= 0:
-            go_indexes.append(index)
-            continue
+    values: list[str] = []
+    go_indexes: list[int] = []
+    for start, stop in _chunks(narrow):
+        pieces = narrow[start:stop]
+        array = _json_array(pieces)
+        found = _go_pieces(array, pieces)
+        if found:
+            array = _json_array(pieces)  # without them
+            go_indexes.extend(map(start.__add__, found))
         try:
-            values[index], end = _scanstring(rest, 0, True)
-        except ValueError:
+            part, end = _scan_json(array, 0)
+        except (ValueError, StopIteration):  # StopIteration: no JSON value where one must be
             return None
-        if end != len(rest):
-            return None  # a raw quote before the end
+        if len(part) != len(pieces) or end != len(array):
+            return None
+        values += part
+    go_indexes += wide_indexes
     if go_indexes:
-        decoded = _decode_go_rests([rests[index] for index in go_indexes])
-        if decoded is None:
-            return None
-        for index, value in zip(go_indexes, decoded, strict=True):
-            values[index] = value
+        go_rests = list(map(rests.__getitem__, go_indexes))
+        for start, stop in _chunks(go_rests):
+            decoded = _decode_go_rests(go_rests[start:stop])
+            if decoded is None:
+                return None
+            for index, value in zip(go_indexes[start:stop], decoded, strict=True):
+                values[index] = value
     result = dict(zip(keys, values, strict=True))
     return result if len(result) == len(keys) else None
+
+
+_CHUNK = 32768  # characters of values parsed by one call
+
+
+def _chunks(texts: Sequence[str]) -> list[tuple[int, int]]:
+    """Split ``texts`` into ranges ``(start, stop)`` of about ``_CHUNK`` characters."""
+    count = len(texts)
+    step = max(1, count * _CHUNK // max(sum(map(len, texts)), 1))
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
 
 
 def _json_array(pieces: list[str]) -> str:
