@@ -101,7 +101,11 @@ _SEPARATOR = "\x1e"  # a raw control character, so never part of a valid line
 _NOT_JSON_ESCAPE_RE = re.compile(r'\\[^bfnrt\\"]')
 # A possible byte escape >= 0x80, or \u / \U escape naming a surrogate (same caveat).
 _NEEDS_BYTES_RE = re.compile(r"\\(?:x[89a-fA-F]|[23][0-7]|u[dD][89a-fA-F]|U0000[dD][89a-fA-F])")
+# An escape JSON does not read as Go does (as _NOT_JSON_ESCAPE_RE), exactly: the backslash
+# ends an odd run of them (the others pair up as escaped backslashes).
+_GO_ESCAPE_RE = re.compile(r'\\(?<!\\\\)(?:\\\\)*[^bfnrt"\\]')
 _REPEAT_KEY_END = itertools.repeat('="')
+_LINES_AT_ONCE = 256  # see _parse_fast
 _REPEAT_QUOTE = itertools.repeat('"')
 # JSON's C scanner: parses one JSON value at an index and returns it with its end (no
 # leading or trailing whitespace allowed: each array built here starts and ends with a
@@ -425,15 +429,24 @@ def _parse_fast(text: str, *, utf8_as_latin1: bool = False) -> dict[str, str] | 
         return None if utf8_as_latin1 else _parse_fast_plain(text)
     if "\x7f" in text:
         return None  # a raw DEL, which JSON lets through
-    key_tuple, seps, rest_tuple = zip(
-        *map(str.partition, text.split("\n"), _REPEAT_KEY_END), strict=True
-    )
-    if not all(seps) or not all(key_tuple):
-        return None
-    keys: Sequence[str] = key_tuple
-    rests: list[str] = list(rest_tuple)
+    lines = text.split("\n")
+    key_list: list[str] = []
+    rests: list[str] = []
+    # A few hundred lines at a time: each line's (key, "=\"", rest) tuple is a container the
+    # cyclic garbage collector counts, and a thousand of them alive at once would set off
+    # collections (and, now and then, a full one of the whole heap) on every parse.
+    for start in range(0, len(lines), _LINES_AT_ONCE):
+        key_tuple, seps, rest_tuple = zip(
+            *map(str.partition, lines[start : start + _LINES_AT_ONCE], _REPEAT_KEY_END),
+            strict=True,
+        )
+        if not all(seps) or not all(key_tuple):
+            return None
+        key_list += key_tuple
+        rests += rest_tuple
+    keys: Sequence[str] = key_list
     if text.isascii():
-        return _parse_fast_rests(keys, rests, [])
+        return _parse_fast_rests(keys, rests, [], check_surrogates=False)
     wide_indexes = list(
         itertools.compress(itertools.count(), map(operator.not_, map(str.isascii, rests)))
     )
@@ -451,7 +464,7 @@ def _parse_fast(text: str, *, utf8_as_latin1: bool = False) -> dict[str, str] | 
             all_keys.encode("utf-32-le")  # the fastest encoder that refuses it
         except UnicodeEncodeError:
             return None
-    return _parse_fast_rests(keys, rests, wide_indexes)
+    return _parse_fast_rests(keys, rests, wide_indexes, check_surrogates=not utf8_as_latin1)
 
 
 def _parse_fast_bytes(data: bytes) -> dict[str, str] | None:
@@ -508,7 +521,7 @@ def _has_raw_control(text: str) -> bool:
 
 
 def _parse_fast_rests(
-    keys: Sequence[str], rests: Sequence[str], wide_indexes: list[int]
+    keys: Sequence[str], rests: Sequence[str], wide_indexes: list[int], *, check_surrogates: bool
 ) -> dict[str, str] | None:
     """Backslashes present; ``keys`` and ``rests`` (each value after its opening quote)
     come from the lines, ``wide_indexes`` are those of the values with non-ASCII characters.
@@ -556,7 +569,23 @@ def _parse_fast_rests(
         if len(part) != len(pieces) or end != len(array):
             return None
         values += part
-    go_indexes += wide_indexes
+    if wide_indexes:
+        if check_surrogates:
+            try:  # a lone surrogate (only in a str argument) has no UTF-8 form
+                "".join(map(rests.__getitem__, wide_indexes)).encode("utf-32-le")
+            except UnicodeEncodeError:
+                return None
+        for index in wide_indexes:
+            rest = rests[index]
+            if "\\" in rest and _GO_ESCAPE_RE.search(rest) is not None:
+                go_indexes.append(index)
+                continue
+            try:  # non-ASCII text with the escapes JSON shares with Go, if any
+                values[index], end = _scanstring(rest, 0, True)
+            except ValueError:
+                return None
+            if end != len(rest):
+                return None  # a raw quote before the end
     if go_indexes:
         go_rests = list(map(rests.__getitem__, go_indexes))
         for start, stop in _chunks(go_rests):
