@@ -388,6 +388,17 @@ def test_parsing_big_files_hardly_sets_off_garbage_collection() -> None:
     assert len(generations) <= 2, generations
 
 
+@pytest.mark.parametrize(
+    "text",
+    ['k\ud800="a\\n"\nz="é"', 'k="é\ud800\\n"\nz="b"', 'a="\\n"\nk\ud800="é"'],
+    ids=["key", "value", "second-key"],
+)
+def test_a_lone_surrogate_in_a_str_is_a_format_error(text: str) -> None:
+    """JSON's scanner lets lone surrogates through; the fast path must not."""
+    with pytest.raises(DownwardAPIFormatError):
+        parse_map(text)
+
+
 def test_only_one_carriage_return_per_line_end() -> None:
     for text in ['a="1"\r\r\nb="2"', 'a="\\x41"\r\r\nb="2"', 'a="\\xa9"\r\r\nb="é"']:
         for variant in (text, text.encode("utf-8")):
