@@ -21,7 +21,7 @@ from types import TracebackType
 
 import pytest
 
-from canaryconf._live import _instances
+from canaryconf._runtime import runtime
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
 
 #: The name of a generation directory: ``..YYYY_MM_DD_HH_MM_SS.<random uint32>``.
@@ -102,9 +102,9 @@ def watcher_threads() -> list[threading.Thread]:
 
 
 def _stop_leaked_watchers(*, wait_for_thread: bool) -> Iterator[None]:
-    already = {id(instance) for instance in list(_instances) if instance.running}
+    already = {id(instance) for instance in runtime().instances() if instance.running}
     yield
-    leaked = [i for i in list(_instances) if i.running and id(i) not in already]
+    leaked = [i for i in runtime().instances() if i.running and id(i) not in already]
     for instance in leaked:
         instance.stop()
     assert not leaked, "a test left a LiveSettings watcher running"

@@ -96,7 +96,7 @@ def inotify_fds():
             pass
     return count
 
-def wait_for(condition, timeout=2.0):
+def wait_for(condition, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -423,7 +423,10 @@ def test_a_forked_worker_runs_exactly_one_watcher(project: Path) -> None:
         if pid == 0:
             child = {}
             try:
-                # LiveSettings restarted the watcher at fork; requests start no second one.
+                # LiveSettings restarts the watcher after fork (on a thread of its own,
+                # once fork() returned); requests start no second one.
+                child["running_at_once"] = live.running
+                wait_for(lambda: watcher_threads() == 1 and inotify_fds() == 1)
                 child["after_fork"] = [live.running, watcher_threads(), inotify_fds()]
                 middleware(RequestFactory().get("/"))
                 child["after_request"] = [live.running, watcher_threads(), inotify_fds()]
@@ -453,6 +456,7 @@ def test_a_forked_worker_runs_exactly_one_watcher(project: Path) -> None:
     )
     assert result["status"] == 0
     assert result["child"] == {
+        "running_at_once": True,
         "after_fork": [True, 1, 1],
         "after_request": [True, 1, 1],
         "fallback_status": 0,

@@ -23,7 +23,7 @@ from canaryconf import (
     annotation,
     live,
 )
-from canaryconf._live import _instances
+from canaryconf._runtime import runtime
 from canaryconf.flask import CanaryConf, blueprint, in_reloader_child
 from canaryconf.testing import KubeletWriter
 from conftest import ForkedChild, rollout_pod, wait_until
@@ -74,7 +74,7 @@ def make_live(podinfo: KubeletWriter) -> Iterator[Watched]:
     yield watched
     for made in watched.made:
         made.stop()
-    leaked = [instance for instance in list(_instances) if instance.running]
+    leaked = [instance for instance in runtime().instances() if instance.running]
     for instance in leaked:
         instance.stop()
     assert not leaked, "a test left a watcher running"

@@ -218,25 +218,43 @@ def test_field_reads_follow_each_swap(podinfo: KubeletWriter, app: LiveSettings[
     assert app.generations == {str(podinfo.path): podinfo.generation}
 
 
-def test_a_field_named_like_a_live_settings_member_stays_reachable(
-    podinfo: KubeletWriter,
-) -> None:
-    podinfo.write(pod_files(annotations={"start": "now", "generation": "g7", "current": "c"}))
+def test_a_field_named_like_a_live_settings_member_is_refused(podinfo: KubeletWriter) -> None:
+    """``live.generation`` would read the volume generation, not the field: refused, with
+    the clash named and the way out (another field name, the same key)."""
+    podinfo.write(pod_files(annotations={"start": "now", "generation": "g7"}))
 
     class Clashing(CanarySettings):
         model_config = CanaryConfigDict(downward_api_dir=str(podinfo.path))
         start: str = annotation("start", default="later")
         generation: str = annotation("generation", default="g0")
-        current: str = annotation("current", default="c0")
 
-    settings = live(Clashing)
+    with pytest.raises(TypeError) as raised:
+        live(Clashing)
+    message = str(raised.value)
+    assert "Clashing" in message
+    assert "'generation'" in message and "'start'" in message
+    assert "generation_value: str = annotation('generation')" in message
 
-    assert callable(settings.start)
+    class Renamed(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(podinfo.path))
+        start_at: str = annotation("start", default="later")
+        generation_value: str = annotation("generation", default="g0")
+
+    settings = live(Renamed)
+    assert (settings.start_at, settings.generation_value) == ("now", "g7")
     assert settings.generation == podinfo.generation
-    assert isinstance(settings.current, Clashing)
-    assert settings.current.start == "now"
-    assert settings.current.generation == "g7"
-    assert settings.current.current == "c"
+
+
+def test_unknown_keyword_arguments_are_refused(podinfo: KubeletWriter) -> None:
+    podinfo.write(pod_files(annotations={}))
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(podinfo.path))
+        color: str = annotation("color", default="blue")
+
+    with pytest.raises(TypeError, match="'debouce'.*neither an option.*nor a field of Settings"):
+        live(Settings, debouce=0.5)
+    assert live(Settings, color="red", debounce=0.5).color == "red"
 
 
 # -- async watcher ----------------------------------------------------------------------
@@ -527,6 +545,9 @@ def test_a_forked_child_reloads_and_watches_on_its_own(
 
 
 def _child(app: LiveSettings[Any], out: int, go: int) -> int:
+    # The watcher is restarted on a thread of its own once fork() returned; start() is
+    # idempotent and returns once that restart is done (what an adapter calls per request).
+    app.start()
     threads = watcher_threads()
     if len(threads) != 1 or not threads[0].is_alive():
         os.write(out, f"watcher threads in the child: {threads}\n".encode())

@@ -1097,6 +1097,7 @@ def _fork_and_follow(
 
 
 def _fork_child(settings: LiveSettings[Any], out: int, go: int) -> int:
+    settings.start()  # idempotent: returns once the restart after fork is done
     threads = watcher_threads()
     if len(threads) != 1 or not threads[0].is_alive() or not settings.running:
         os.write(out, f"no watcher in the child: {threads}\n".encode())

@@ -422,8 +422,10 @@ def test_unreadable_file_names_the_file() -> None:
 
     assert error["type"] == "VolumePermissionError"
     assert error["is_permission_error"] is True
-    assert error["path"] == str(unreadable)
-    assert str(unreadable) in error["message"]
+    # The stable top-level path a user configured, never the short-lived generation.
+    assert error["path"] == str(unreadable.parent.parent / "password")
+    assert "..20" not in error["message"]
+    assert str(unreadable.parent.parent / "password") in error["message"]
     assert "hunter2" not in error["message"]
 
 

@@ -73,6 +73,11 @@ class UnsafePathError(VolumeError):
     """A file of the volume resolves to a place outside the volume (a hostile symlink)."""
 
 
+class VolumeBusyError(VolumeError):
+    """Newer generations kept arriving while the volume was being read, so no one
+    generation could be read whole. Not a bad version: read again at the next change."""
+
+
 class NotAVolumeError(VolumeError, NotADirectoryError):
     """A plain file stands where a volume directory was expected (a ``subPath`` mount)."""
 

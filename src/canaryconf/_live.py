@@ -1,33 +1,41 @@
-"""Live settings: validate every new version, swap it in atomically, tell the handlers.
+"""Live settings: the facade a service imports.
 
 :func:`live` wraps a :class:`~canaryconf.CanarySettings` class in a :class:`LiveSettings`
-that you import like a settings object. Attribute reads go to the current snapshot and
-take no lock; a reload re-reads every volume, validates, and swaps the whole snapshot only
-when it is valid and different, keeping the last good one otherwise.
+that you import like a settings object. Attribute reads go to the current snapshot and take
+no lock. The work is done by four parts, each in its own module:
+
+- ``_reload``: the reload step, a pure function (state, what was read, what started the
+  reload) -> (next state, :class:`~canaryconf.ReloadResult`);
+- ``_dispatch``: delivers results to the handlers, one total order per LiveSettings
+  whoever reloads, each handler isolated and bounded;
+- ``_runtime``: the process's watcher thread, and fork handling;
+- ``_watch``: one watch per volume directory per event loop.
+
+A reload reads the volumes, calls the step under the LiveSettings' lock, publishes the
+new snapshot and posts the result to the dispatcher (all under that lock, so the order of
+deliveries is the order of swaps), then lets the dispatcher deliver it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import inspect
 import logging
 import os
-import queue
 import signal as signal_module
 import threading
 import time
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, Generic, Literal, TypeVar, cast, overload
 
 from blinker import NamedSignal
 
 from canaryconf import _watch, signals
-from canaryconf._errors import CanaryConfError, VolumeError, VolumePermissionError
-from canaryconf.change import Change, ReloadResult, changed_fields
+from canaryconf._dispatch import Delivery, Dispatcher, Receiver
+from canaryconf._reload import Reading, ReloadState, Trigger, Version, is_news, step
+from canaryconf._runtime import Runner, StepLock, runtime
+from canaryconf.change import Change, ReloadResult
 from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
 from canaryconf.settings import CanarySettings, build_settings, restart_fields, secret_fields
 from canaryconf.sources.base import read_settings_volume
@@ -40,24 +48,6 @@ logger = logging.getLogger("canaryconf")
 
 S = TypeVar("S", bound=CanarySettings)
 F = TypeVar("F", bound=Callable[..., Any])
-
-STOP_TIMEOUT = 1.0
-START_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class _State(Generic[S]):
-    snapshot: S
-    volumes: Mapping[str, VolumeSnapshot | None]
-    digest: str
-    targets: tuple[str | None, ...]
-
-    @property
-    def generation(self) -> str | None:
-        for snap in self.volumes.values():
-            if snap is not None and snap.generation is not None:
-                return snap.generation
-        return None
 
 
 @dataclass(frozen=True)
@@ -79,59 +69,38 @@ class PinnedSettings(Generic[S]):
         return getattr(self.settings, name)
 
 
-@dataclass
 class _Core(Generic[S]):
-    settings_cls: type[S]
-    init_kwargs: dict[str, Any]
-    dirs: list[str]
-    backend: Literal["inotify", "watchfiles", "polling"]
-    debounce: float
-    poll_interval: float
-    on_restart_required: Literal["signal", "exit"]
-    handler_timeout: float | None
-    state: _State[S]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    dispatch_lock: threading.RLock = field(default_factory=threading.RLock)
-    async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    last_error: Exception | None = None
-    failed_digest: str | None = None
-    receivers: list[tuple[NamedSignal, _Receiver]] = field(default_factory=list)
-    thread_future: Any = None
-    thread_stop: asyncio.Event | None = None
-    rollout_field: str | None = None
-    restart_fields: frozenset[str] = frozenset()
-    reloads: int = 0
-    # Set in a forked child: its first reload takes restart-required fields as they are,
-    # since this process starts from them (otherwise every new worker of a --preload
-    # master would ask to be restarted again).
-    adopt_restart_fields: bool = False
+    """Everything a LiveSettings holds besides the field values."""
 
+    def __init__(
+        self,
+        settings_cls: type[S],
+        init_kwargs: dict[str, Any],
+        state: ReloadState[S],
+        options: dict[str, Any],
+    ) -> None:
+        self.settings_cls = settings_cls
+        self.init_kwargs = init_kwargs
+        self.dirs: list[str] = settings_cls.volume_dirs()
+        self.backend: Literal["inotify", "watchfiles", "polling"] = _watch.choose_backend(
+            options["backend"], options["force_polling"]
+        )
+        self.debounce: float = options["debounce"]
+        self.poll_interval: float = options["poll_interval"]
+        self.restart_after_fork: bool = options["restart_after_fork"]
+        self.state = state
+        self.lock = StepLock()
+        self.dispatcher: Dispatcher = cast(Dispatcher, None)
+        self.receivers: list[tuple[NamedSignal, Receiver]] = []
+        self.async_watches = 0
+        self.rollout_field = next(
+            (n for n, f in settings_cls.model_fields.items() if is_rollout_field(f)), None
+        )
+        self.restart_fields = restart_fields(settings_cls)
+        self.field_names = tuple(settings_cls.model_fields)
 
-class _Receiver:
-    """A decorated handler, adapted to blinker's ``receiver(sender, **kwargs)``."""
-
-    def __init__(self, fn: Callable[..., Any], argument: str, fields: frozenset[str]) -> None:
-        self.fn = fn
-        self.argument = argument
-        self.fields = fields
-        self.__name__ = getattr(fn, "__qualname__", repr(fn))
-
-    def __call__(self, sender: Any, **kwargs: Any) -> Any:
-        if self.fields:
-            change = kwargs.get("change")
-            if change is None or not (self.fields & change.fields):
-                return None
-        return self.fn(kwargs[self.argument])
-
-
-def _combined_digest(volumes: Mapping[str, VolumeSnapshot | None]) -> str:
-    h = hashlib.sha256()
-    for directory, snap in volumes.items():
-        h.update(directory.encode("utf-8", errors="surrogateescape") + b"\0")
-        h.update((snap.digest if snap is not None else "-").encode() + b"\0")
-    return h.hexdigest()
+    def build(self, volumes: Any) -> S:
+        return cast(S, build_settings(self.settings_cls, volumes, **self.init_kwargs))
 
 
 class LiveSettings(Generic[S]):
@@ -141,6 +110,24 @@ class LiveSettings(Generic[S]):
     pydantic model: the values live in the instance dict, replaced whole at each swap);
     ``live.current`` is the snapshot itself: pin it once per request to see one version
     throughout. ``generation`` and ``digest`` tell which volume content it came from.
+
+    Options (keyword arguments that are not fields of ``settings_cls``):
+
+    - ``backend`` (``"auto"``: inotify on Linux, else watchfiles; or ``"inotify"``,
+      ``"watchfiles"``, ``"polling"``), ``force_polling``, ``poll_interval``;
+    - ``debounce``: how long events other than the kubelet's ``..data`` commit are
+      coalesced (seconds);
+    - ``handler_timeout``: how long a coroutine handler may run before it is cancelled and
+      dispatch moves on (None: no bound);
+    - ``on_restart_required``: ``"signal"`` (send ``restart_required``) or ``"exit"``
+      (also ask this process to exit with SIGTERM once those handlers ran);
+    - ``restart_after_fork``: restart the watcher in a forked child that inherited a
+      started LiveSettings (default True; see :meth:`start`).
+
+    Every other keyword argument is a field value (highest precedence); a name that is
+    neither an option nor a field is refused. A field named like an attribute of
+    LiveSettings (``generation``, ``digest``...) is refused too: name the field otherwise
+    and keep its key, ``generation_id: str = annotation("generation")``.
 
     >>> import tempfile
     >>> from canaryconf import CanaryConfigDict, CanarySettings, label
@@ -175,36 +162,35 @@ class LiveSettings(Generic[S]):
         poll_interval: float = 1.0,
         on_restart_required: Literal["signal", "exit"] = "signal",
         handler_timeout: float | None = 30.0,
+        restart_after_fork: bool = True,
         **init_kwargs: Any,
     ) -> None:
+        _check_fields(settings_cls, init_kwargs)
         dirs = settings_cls.volume_dirs()
         volumes = {d: read_settings_volume(settings_cls, d) for d in dirs}
         snapshot = cast(S, build_settings(settings_cls, volumes, **init_kwargs))
-        core: _Core[S] = _Core(
-            settings_cls=settings_cls,
-            init_kwargs=dict(init_kwargs),
-            dirs=dirs,
-            backend=_watch.choose_backend(backend, force_polling),
-            debounce=debounce,
-            poll_interval=poll_interval,
-            on_restart_required=on_restart_required,
-            handler_timeout=handler_timeout,
-            state=_State(snapshot, volumes, _combined_digest(volumes), _generations(volumes)),
+        options = {
+            "backend": backend,
+            "force_polling": force_polling,
+            "debounce": debounce,
+            "poll_interval": poll_interval,
+            "restart_after_fork": restart_after_fork,
+        }
+        core = _Core(
+            settings_cls, dict(init_kwargs), ReloadState(Version.of(snapshot, volumes)), options
         )
-        core.rollout_field = next(
-            (n for n, f in settings_cls.model_fields.items() if is_rollout_field(f)), None
-        )
-        core.restart_fields = restart_fields(settings_cls)
+        core.dispatcher = Dispatcher(self, self._announce, handler_timeout)
         self._publish(core)
-        _instances.add(self)
+        if on_restart_required == "exit":
+            self._connect(signals.reloaded, _exit_when_restart_is_required, "result")
+        runtime().register(self)
 
     # -- reading -------------------------------------------------------------------------
 
     def _publish(self, core: _Core[S]) -> None:
-        values = {
-            name: getattr(core.state.snapshot, name)
-            for name in type(core.state.snapshot).model_fields
-            if name not in _RESERVED
+        snapshot = core.state.current.settings
+        values: dict[str, Any] = {
+            name: getattr(snapshot, name) for name in type(snapshot).model_fields
         }
         values["_core"] = core
         object.__setattr__(self, "__dict__", values)
@@ -212,7 +198,7 @@ class LiveSettings(Generic[S]):
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "_core":  # _core: not built yet (or failed)
             raise AttributeError(name)
-        return getattr(self._core.state.snapshot, name)
+        return getattr(self._core.state.current.settings, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"LiveSettings is read-only: {name!r} cannot be set")
@@ -226,7 +212,7 @@ class LiveSettings(Generic[S]):
     @property
     def current(self) -> S:
         """The current validated, frozen snapshot."""
-        return self._core.state.snapshot
+        return self._core.state.current.settings
 
     @property
     def settings_class(self) -> type[S]:
@@ -235,22 +221,26 @@ class LiveSettings(Generic[S]):
     @property
     def generation(self) -> str | None:
         """The ``..<timestamp>`` generation of the first volume the snapshot came from."""
-        return self._core.state.generation
+        return self._core.state.current.generation
 
     @property
     def generations(self) -> dict[str, str | None]:
         """The generation of each volume directory."""
-        return {d: (s.generation if s else None) for d, s in self._core.state.volumes.items()}
+        return {
+            d: (v.generation if v else None) for d, v in self._core.state.current.volumes.items()
+        }
 
     @property
     def digest(self) -> str:
-        """SHA-256 over the content of every volume the snapshot came from."""
-        return self._core.state.digest
+        """SHA-256 over the content of every volume the snapshot came from. It covers
+        Secret files too: never publish it (the endpoints and metrics publish a digest of
+        the redacted settings instead)."""
+        return self._core.state.current.digest
 
     @property
     def last_error(self) -> Exception | None:
         """Why the last reload failed, or None when it succeeded."""
-        return self._core.last_error
+        return self._core.state.last_error
 
     @property
     def volume_dirs(self) -> list[str]:
@@ -272,153 +262,85 @@ class LiveSettings(Generic[S]):
         >>> pinned.feature_x, pinned.generation
         (False, None)
         """
-        state = self._core.state
+        version = self._core.state.current
         return PinnedSettings(
-            state.snapshot, state.generation, state.digest, _role(self._core, state.snapshot)
+            version.settings,
+            version.generation,
+            version.digest,
+            _role(self._core, version.settings),
         )
 
     # -- reloading -----------------------------------------------------------------------
 
-    @staticmethod
-    def _targets(dirs: list[str]) -> tuple[str | None, ...]:
-        return tuple(read_data_target(d) for d in dirs)
-
-    def _reload_core(self, *, fast: bool) -> ReloadResult[S]:
-        core = self._core
-        started = time.perf_counter()
-        with core.lock:
-            old = core.state
-            adopt_restart_fields, core.adopt_restart_fields = core.adopt_restart_fields, False
-            if fast and old.targets and all(old.targets):
-                targets = self._targets(core.dirs)
-                if targets == old.targets:
-                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
-            try:
-                volumes = {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
-                # Compared with ..data at the next event: the generations this content came
-                # from, not a second readlink that a swap in between could have moved on.
-                targets = _generations(volumes)
-                if _volume_vanished(old.volumes, volumes):
-                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
-                digest = _combined_digest(volumes)
-                if digest == old.digest:
-                    # Back to the applied content (a bad version was rolled back, say).
-                    core.last_error = None
-                    core.failed_digest = None
-                    if targets != old.targets:
-                        core.state = _State(old.snapshot, volumes, digest, targets)
-                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
-                if digest == core.failed_digest:
-                    if fast:  # the watcher saw this version already: nothing new to say
-                        return ReloadResult(
-                            "unchanged", generation=old.generation, digest=old.digest
-                        )
-                    return ReloadResult(
-                        "failed",
-                        error=core.last_error,
-                        generation=old.generation,
-                        digest=old.digest,
-                        repeated=True,
-                    )
-                new = cast(S, build_settings(core.settings_cls, volumes, **core.init_kwargs))
-            except Exception as exc:
-                if _removal_under_way(old.volumes, exc):
-                    return ReloadResult("unchanged", generation=old.generation, digest=old.digest)
-                digest_failed = locals().get("digest")
-                # A version rejected while its volume was read (a file over the cap, one
-                # that cannot be read, a symlink out of the volume) has no content digest:
-                # name it by the generations ..data points to and the error instead, so
-                # that reading it again (the next event, a second reload) is no news.
-                failed = (
-                    digest_failed
-                    if isinstance(digest_failed, str)
-                    else f"read:{self._targets(core.dirs)}:{type(exc).__name__}:{exc}"
-                )
-                if failed == core.failed_digest:
-                    if fast:
-                        return ReloadResult(
-                            "unchanged", generation=old.generation, digest=old.digest
-                        )
-                    return ReloadResult(
-                        "failed",
-                        error=core.last_error,
-                        generation=old.generation,
-                        digest=old.digest,
-                        repeated=True,
-                    )
-                if not isinstance(exc, CanaryConfError):
-                    logger.error(
-                        "canaryconf: unexpected error while reloading %s",
-                        core.settings_cls.__name__,
-                        exc_info=True,
-                    )
-                core.last_error = exc
-                core.failed_digest = failed
-                core.reloads += 1
-                return ReloadResult(
-                    "failed",
-                    error=exc,
-                    generation=old.generation,
-                    digest=old.digest,
-                    duration=time.perf_counter() - started,
-                )
-            fields = changed_fields(old.snapshot, new)
-            pending_restart = fields & core.restart_fields
-            if adopt_restart_fields:
-                pending_restart = frozenset()
-            if pending_restart:
-                keep = {name: getattr(old.snapshot, name) for name in pending_restart}
-                new = new.model_copy(update=keep)
-                fields -= pending_restart
-            core.last_error = None
-            core.failed_digest = None
-            core.reloads += 1
-            core.state = _State(new if fields else old.snapshot, volumes, digest, targets)
-            if fields:
-                self._publish(core)
-            change = Change(old.snapshot, new, fields, core.state.generation, digest)
-            return ReloadResult(
-                "applied" if fields else "unchanged",
-                change=change if fields else None,
-                generation=core.state.generation,
-                digest=digest,
-                duration=time.perf_counter() - started,
-                restart_fields=pending_restart,
-            )
-
     def reload(self) -> ReloadResult[S]:
         """Re-read every volume, validate, and swap if valid and different.
 
-        Handlers run in the calling thread (coroutine handlers on a loop of their own).
-        Returns a :class:`~canaryconf.ReloadResult`; a failed reload keeps the last good
-        snapshot, sets :attr:`last_error` and sends ``reload_failed``.
+        Returns once the handlers of this change ran: here, or in the thread (or event
+        loop) that was already delivering an earlier change, since handlers see changes
+        one at a time and in order. From inside a handler it returns at once and the
+        change is delivered right after the current one. Coroutine handlers run on a loop
+        of their own. A failed reload keeps the last good snapshot, sets
+        :attr:`last_error` and sends ``reload_failed``.
         """
-        return self._reload_sync(fast=False)
+        delivery = self._step("manual")
+        self._core.dispatcher.deliver(delivery)
+        return cast(ReloadResult[S], delivery.result)
 
-    def _reload_sync(self, *, fast: bool) -> ReloadResult[S]:
-        # One reload and its handlers at a time, so handlers see changes in order; a
-        # handler may itself call reload() (the lock is re-entrant).
-        with self._core.dispatch_lock:
-            result = self._reload_core(fast=fast)
-            for coro in self._dispatch(result):
-                _run_coroutine_here(coro)
-            return result
-
-    async def areload(self, *, _fast: bool = False) -> ReloadResult[S]:
+    async def areload(self) -> ReloadResult[S]:
         """:meth:`reload` for async code: coroutine handlers are awaited on this loop."""
-        loop = asyncio.get_running_loop()
-        lock = self._core.async_locks.get(loop)
-        if lock is None:
-            lock = self._core.async_locks.setdefault(loop, asyncio.Lock())
-        async with lock:
-            result = self._reload_core(fast=_fast)
-            for coro in self._dispatch(result):
-                await coro
-            return result
+        delivery = self._step("manual")
+        await self._core.dispatcher.adeliver(delivery)
+        return cast(ReloadResult[S], delivery.result)
 
-    def _dispatch(self, result: ReloadResult[S]) -> Iterator[Awaitable[Any]]:
-        """Send the signals a result calls for; yields the coroutines handlers returned,
-        for the caller to await in order."""
+    def _step(self, trigger: Trigger) -> Delivery:
+        """Read, take the reload step and publish, under the lock; post the result."""
+        core = self._core
+        started = time.perf_counter()
+        with core.lock:
+            state = core.state
+            if trigger == "watcher" and not is_news(state, self._links(), trigger):
+                version = state.current
+                result: ReloadResult[S] = ReloadResult(
+                    "unchanged",
+                    generation=version.generation,
+                    digest=version.digest,
+                    reason="same-generation",
+                )
+                return core.dispatcher.post(result)
+            try:
+                volumes = {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
+                # The generations this content came from, not a second readlink that a
+                # swap in between could have moved on.
+                reading = Reading(volumes, links=_generations(volumes))
+            except Exception as exc:
+                reading = Reading(None, exc, self._links())
+            core.state, result = step(
+                state,
+                reading,
+                trigger=trigger,
+                build=core.build,
+                restart_fields=core.restart_fields,
+            )
+            if core.state.current.settings is not state.current.settings:
+                self._publish(core)
+            result = replace(result, duration=time.perf_counter() - started)
+            return core.dispatcher.post(result)
+
+    def _links(self) -> tuple[str | None, ...]:
+        return tuple(read_data_target(d) for d in self._core.dirs)
+
+    def _reload(self, trigger: Trigger) -> ReloadResult[S]:
+        delivery = self._step(trigger)
+        self._core.dispatcher.deliver(delivery)
+        return cast(ReloadResult[S], delivery.result)
+
+    async def _areload(self, trigger: Trigger) -> ReloadResult[S]:
+        delivery = self._step(trigger)
+        await self._core.dispatcher.adeliver(delivery)
+        return cast(ReloadResult[S], delivery.result)
+
+    def _announce(self, result: ReloadResult[S]) -> Iterator[tuple[NamedSignal, dict[str, Any]]]:
+        """The signals ``result`` calls for, in order, logging as it goes."""
         core = self._core
         name = core.settings_cls.__name__
         if result.status == "failed" and not result.repeated:
@@ -427,21 +349,15 @@ class LiveSettings(Generic[S]):
                 name,
                 result.error,
             )
-            yield from self._send(signals.reload_failed, error=result.error)
+            yield signals.reload_failed, {"error": result.error}
         change = result.change
         if result.restart_fields:
-            fields = sorted(result.restart_fields)
             logger.warning(
                 "canaryconf: %s changed fields that need a restart (%s); not applied live",
                 name,
-                ", ".join(fields),
+                ", ".join(sorted(result.restart_fields)),
             )
-            yield from self._send(
-                signals.restart_required, fields=result.restart_fields, change=change
-            )
-            if core.on_restart_required == "exit":
-                logger.warning("canaryconf: asking process %d to exit (SIGTERM)", os.getpid())
-                os.kill(os.getpid(), signal_module.SIGTERM)
+            yield signals.restart_required, {"fields": result.restart_fields, "change": change}
         if change is not None:
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
@@ -450,25 +366,16 @@ class LiveSettings(Generic[S]):
                     change.generation,
                     _describe(change),
                 )
-            yield from self._send(signals.settings_changed, change=change)
+            yield signals.settings_changed, {"change": change}
             old_role, new_role = _role(core, change.old), _role(core, change.new)
             if old_role != new_role:
-                yield from self._send(
-                    signals.role_changed, change=change, old_role=old_role, new_role=new_role
+                yield (
+                    signals.role_changed,
+                    {"change": change, "old_role": old_role, "new_role": new_role},
                 )
                 if _is_promotion(core, change, old_role, new_role):
-                    yield from self._send(signals.promoted, change=change)
-        yield from self._send(signals.reloaded, result=result)
-
-    def _send(self, signal: NamedSignal, **kwargs: Any) -> Iterator[Awaitable[Any]]:
-        for receiver in _in_connection_order(signal, self):
-            try:
-                outcome = receiver(self, **kwargs)
-            except Exception as exc:
-                _handler_failed(self, signal, receiver, exc)
-                continue
-            if inspect.isawaitable(outcome):
-                yield _guarded(outcome, signal, receiver, self._core.handler_timeout, self)
+                    yield signals.promoted, {"change": change}
+        yield signals.reloaded, {"result": result}
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -480,7 +387,7 @@ class LiveSettings(Generic[S]):
             raise ValueError(
                 f"{self._core.settings_cls.__name__} has no field(s) {', '.join(sorted(unknown))}"
             )
-        receiver = _Receiver(fn, argument, frozenset(fields))
+        receiver = Receiver(fn, argument, frozenset(fields))
         signal.connect(receiver, sender=self, weak=False)
         self._core.receivers.append((signal, receiver))
         return fn
@@ -529,20 +436,25 @@ class LiveSettings(Generic[S]):
 
     # -- watching ------------------------------------------------------------------------
 
-    async def watch(
-        self,
-        stop_event: asyncio.Event | None = None,
-        *,
-        _ready: Callable[[], None] | None = None,
-        _handlers: _HandlerThread | None = None,
-    ) -> None:
+    async def watch(self, stop_event: asyncio.Event | None = None) -> None:
         """Watch every volume of the settings in the running loop until ``stop_event`` is
         set (or the task is cancelled). With inotify there is no thread and no timer: the
-        loop wakes only when a volume changes.
+        loop wakes only when a volume changes. Handlers run in this loop.
 
         >>> async def main():                      # doctest: +SKIP
         ...     await settings.watch()
         """
+        await self._follow(stop_event, None, None)
+
+    async def _follow(
+        self,
+        stop_event: asyncio.Event | None,
+        ready: Callable[[], None] | None,
+        run: Runner | None,
+    ) -> None:
+        """The watch: subscribe to each directory's watch, catch up once, call ``ready``,
+        then reload at each event until ``stop_event``. ``run`` runs a reload elsewhere
+        (the runtime's handler thread); without it reloads run in this loop."""
         core = self._core
         watches = [
             _watch.directory_watch(
@@ -551,12 +463,18 @@ class LiveSettings(Generic[S]):
             for d in core.dirs
         ]
 
-        async def on_event() -> None:
-            if _handlers is None:
-                await self.areload(_fast=True)
-            else:
-                await _handlers.run(lambda: self._reload_sync(fast=True))
+        def reload_unless_stopped() -> None:
+            # Queued on the handler thread before stop(): no reload once stopped.
+            if stop_event is None or not stop_event.is_set():
+                self._reload("watcher")
 
+        async def on_event() -> None:
+            if run is None:
+                await self._areload("watcher")
+            else:
+                await run(reload_unless_stopped)
+
+        core.async_watches += run is None
         for w in watches:
             w.subscribe(on_event)
         try:
@@ -565,13 +483,14 @@ class LiveSettings(Generic[S]):
             # A watch shared with another LiveSettings was in place before this one
             # subscribed: catch up with what changed since this snapshot was read.
             await on_event()
-            if _ready is not None:
-                _ready()
+            if ready is not None:
+                ready()
             if stop_event is None:
                 await asyncio.Future()
             else:
                 await stop_event.wait()
         finally:
+            core.async_watches -= run is None
             for w in watches:
                 await w.unsubscribe(on_event)
 
@@ -584,7 +503,7 @@ class LiveSettings(Generic[S]):
         """
         stop = asyncio.Event()
         ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self.watch(stop, _ready=ready.set))
+        task = asyncio.get_running_loop().create_task(self._follow(stop, ready.set, None))
         waiter = asyncio.ensure_future(ready.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -599,49 +518,33 @@ class LiveSettings(Generic[S]):
     def start(self) -> LiveSettings[S]:
         """Watch in canaryconf's background thread (for WSGI apps and scripts).
 
-        Returns once the watches are in place. The thread ``canaryconf-watcher`` runs an
-        event loop that sleeps until a volume changes; it is shared by every LiveSettings
-        started in the process. Reloads and their handlers run on a second thread,
-        ``canaryconf-handlers``, that has no event loop, so synchronous handlers may use
-        libraries that refuse to run inside one (Django's ORM); coroutine handlers run on a
-        loop of their own there.
+        Returns once the watches are in place. Idempotent, safe from any thread, and
+        cheap once started (a web adapter calls it on every request). The thread
+        ``canaryconf-watcher`` runs an event loop that sleeps until a volume changes; it is
+        shared by every LiveSettings started in the process. Reloads and their handlers
+        run on a second thread, ``canaryconf-handlers``, that has no event loop, so
+        synchronous handlers may use libraries that refuse to run inside one (Django's
+        ORM); coroutine handlers run on a loop of their own there.
+
+        In a process forked from one where it was started (a gunicorn ``--preload``
+        worker, a multiprocessing or Celery worker), the watcher is restarted on a fresh
+        thread once ``fork()`` returned, after a reload; ``start()`` there waits for that.
+        ``restart_after_fork=False`` turns that off.
         """
-        core = self._core
-        if core.thread_future is not None:
-            return self
-        background = _Background.acquire()
-        ready = threading.Event()
-        stop_event = core.thread_stop = asyncio.Event()
-        future = core.thread_future = background.submit(
-            self.watch(stop_event, _ready=ready.set, _handlers=background.handlers)
-        )
-        if not ready.wait(START_TIMEOUT) and future.done():
-            self.stop()
-            future.result()
+        runtime().ensure_started(self, self._follow)
         return self
 
     def stop(self) -> None:
-        """Stop the background watcher; returns within about a second. The thread ends
-        when the last started LiveSettings stops. A handler may call it: the watcher then
-        ends once the handler returns."""
-        core = self._core
-        future, core.thread_future = core.thread_future, None
-        stop_event, core.thread_stop = core.thread_stop, None
-        if future is None:
-            return
-        background = _Background.current
-        if background is not None:
-            if stop_event is not None:
-                background.loop.call_soon_threadsafe(stop_event.set)
-            if not background.is_current_thread():  # waiting there would block the loop
-                with contextlib.suppress(Exception):
-                    future.result(timeout=STOP_TIMEOUT)
-            _Background.release()
+        """Stop the background watcher; no reload starts from it afterwards. The threads
+        end when the last started LiveSettings stops. Idempotent and safe from any thread;
+        a handler may call it (the watcher then ends once the handler returns)."""
+        runtime().stop(self)
 
     @property
     def running(self) -> bool:
-        """True while the background watcher runs."""
-        return self._core.thread_future is not None
+        """True while a watcher follows the volumes: the background thread's
+        (:meth:`start`), or one in an event loop (:meth:`watching`, :meth:`watch`)."""
+        return runtime().running(self) or self._core.async_watches > 0
 
     def __enter__(self) -> LiveSettings[S]:
         return self.start()
@@ -669,8 +572,29 @@ class LiveSettings(Generic[S]):
         except Exception:
             logger.exception("canaryconf: reload on signal failed")
 
+    def _after_fork(self) -> None:
+        """In a forked child: new lock and queue, no watch of this loop, and the first
+        reload takes restart-required fields as they are."""
+        core = self._core
+        core.lock = StepLock()
+        core.dispatcher.reset()
+        core.async_watches = 0
+        core.state = replace(core.state, adopt_restart_fields=True)
 
-_RESERVED = frozenset(name for name in dir(LiveSettings) if not name.startswith("__")) | {"_core"}
+
+#: Attribute names of LiveSettings: a settings field may not take one.
+RESERVED = frozenset(name for name in dir(LiveSettings) if not name.startswith("__")) | {"_core"}
+_OPTIONS = frozenset(
+    {
+        "backend",
+        "force_polling",
+        "debounce",
+        "poll_interval",
+        "on_restart_required",
+        "handler_timeout",
+        "restart_after_fork",
+    }
+)
 
 
 def live(settings_cls: type[S], **kwargs: Any) -> LiveSettings[S]:
@@ -689,37 +613,41 @@ def live(settings_cls: type[S], **kwargs: Any) -> LiveSettings[S]:
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _generations(volumes: Mapping[str, VolumeSnapshot | None]) -> tuple[str | None, ...]:
-    return tuple(snap.generation if snap is not None else None for snap in volumes.values())
+def _check_fields(settings_cls: type[CanarySettings], init_kwargs: dict[str, Any]) -> None:
+    fields = settings_cls.model_fields
+    clashes = sorted(set(fields) & RESERVED)
+    if clashes:
+        listed = ", ".join(repr(name) for name in clashes)
+        raise TypeError(
+            f"{settings_cls.__name__}: field(s) {listed} would be hidden by the LiveSettings"
+            f" attribute(s) of the same name; name the field otherwise and keep its key, e.g."
+            f" {clashes[0]}_value: str = annotation({clashes[0].replace('_', '-')!r})"
+        )
+    names = set(fields)
+    for field in fields.values():
+        if isinstance(field.alias, str):
+            names.add(field.alias)
+        choices = getattr(field.validation_alias, "choices", [field.validation_alias])
+        names.update(c for c in choices if isinstance(c, str))
+    unknown = sorted(set(init_kwargs) - names)
+    if unknown:
+        raise TypeError(
+            f"live() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}:"
+            f" neither an option ({', '.join(sorted(_OPTIONS))}) nor a field of"
+            f" {settings_cls.__name__}"
+        )
 
 
-def _removal_under_way(old: Mapping[str, VolumeSnapshot | None], error: Exception) -> bool:
-    """True when reading failed because a volume read before through a generation has lost
-    its ``..data`` link: halfway through a removal, what is left (links to nothing) is no
-    version, so the last snapshot stays, as for a volume that is gone."""
-    if not isinstance(error, VolumeError) or isinstance(error, VolumePermissionError):
-        return False
-    return any(
-        before is not None and before.generation is not None and read_data_target(d) is None
-        for d, before in old.items()
-    )
+def _exit_when_restart_is_required(result: ReloadResult[Any]) -> None:
+    """The ``on_restart_required="exit"`` policy: a ``reloaded`` receiver that asks the
+    process to exit once the ``restart_required`` handlers have run."""
+    if result.restart_fields:
+        logger.warning("canaryconf: asking process %d to exit (SIGTERM)", os.getpid())
+        os.kill(os.getpid(), signal_module.SIGTERM)
 
 
-def _volume_vanished(
-    old: Mapping[str, VolumeSnapshot | None], new: Mapping[str, VolumeSnapshot | None]
-) -> bool:
-    """True when a volume that was read before is gone, or has lost its ``..data`` link:
-    it is being removed or recreated, not emptied, so the last snapshot stays."""
-    for directory, before in old.items():
-        after = new.get(directory)
-        if before is None:
-            continue
-        if after is None or (before.generation is not None and after.generation is None):
-            logger.debug(
-                "canaryconf: %s is gone or incomplete; keeping the last settings", directory
-            )
-            return True
-    return False
+def _generations(volumes: dict[str, VolumeSnapshot | None]) -> tuple[str | None, ...]:
+    return tuple(v.generation if v is not None else None for v in volumes.values())
 
 
 def _role(core: _Core[Any], snapshot: CanarySettings) -> str | None:
@@ -745,25 +673,6 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _in_connection_order(signal: NamedSignal, sender: Any) -> list[Any]:
-    """The receivers of ``signal`` for ``sender``, in the order they were connected
-    (blinker's ``receivers_for`` walks a set of ids: its order is arbitrary)."""
-    chosen = list(signal.receivers_for(sender))
-    if len(chosen) < 2:
-        return chosen
-    connected = [
-        ref() if isinstance(ref, weakref.ref) else ref for ref in list(signal.receivers.values())
-    ]
-
-    def position(receiver: Any) -> int:
-        for index, candidate in enumerate(connected):
-            if candidate is receiver or candidate == receiver:
-                return index
-        return len(connected)
-
-    return sorted(chosen, key=position)
-
-
 def _is_promotion(
     core: _Core[Any], change: Change[Any], old_role: str | None, new_role: str | None
 ) -> bool:
@@ -776,223 +685,3 @@ def _is_promotion(
     old_hash = getattr(change.old, core.rollout_field).pod_template_hash
     new_hash = getattr(change.new, core.rollout_field).pod_template_hash
     return old_hash is None or new_hash is None or old_hash == new_hash
-
-
-def _handler_failed(
-    sender: Any, signal: NamedSignal, receiver: Any, error: BaseException, *, log: bool = True
-) -> None:
-    """Log a handler's failure with its name (unless already logged) and tell the
-    ``handler_failed`` receivers."""
-    if log:
-        _log_handler_error(signal, receiver)
-    if signal is signals.handler_failed:
-        return
-    for listener in _in_connection_order(signals.handler_failed, sender):
-        try:
-            listener(
-                sender,
-                handler=getattr(receiver, "__name__", repr(receiver)),
-                signal=signal.name,
-                error=error,
-            )
-        except Exception:
-            _log_handler_error(signals.handler_failed, listener)
-
-
-def _log_handler_error(signal: NamedSignal, receiver: Any) -> None:
-    logger.exception(
-        "canaryconf: handler %s for %s raised; other handlers still run",
-        getattr(receiver, "__name__", repr(receiver)),
-        signal.name,
-    )
-
-
-async def _guarded(
-    awaitable: Awaitable[Any],
-    signal: NamedSignal,
-    receiver: Any,
-    timeout: float | None,
-    sender: Any = None,
-) -> None:
-    """Await a coroutine handler for at most ``timeout`` seconds; log (with the handler's
-    name) what it raised or that it ran over and was cancelled."""
-    timed = asyncio.ensure_future(awaitable)
-    try:
-        await asyncio.wait_for(timed, timeout)
-    except asyncio.TimeoutError as exc:
-        if timed.cancelled():
-            logger.error(
-                "canaryconf: handler %s for %s ran over %ss and was cancelled",
-                getattr(receiver, "__name__", repr(receiver)),
-                signal.name,
-                timeout,
-            )
-            _handler_failed(sender, signal, receiver, exc, log=False)
-        else:  # the handler itself raised TimeoutError
-            _handler_failed(sender, signal, receiver, exc)
-    except Exception as exc:
-        _handler_failed(sender, signal, receiver, exc)
-
-
-def _run_coroutine_here(coro: Awaitable[Any]) -> None:
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        asyncio.run(_as_coroutine(coro))
-        return
-    task = loop.create_task(_as_coroutine(coro))
-    _background_tasks.add(task)
-    task.add_done_callback(_background_tasks.discard)
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> None:
-    await awaitable
-
-
-_background_tasks: set[asyncio.Task[None]] = set()
-
-
-class _HandlerThread:
-    """A thread with no event loop that runs reloads and their handlers one at a time.
-
-    It blocks on its queue while idle (no periodic wake-ups) and is started on first use.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        self.thread: threading.Thread | None = None
-
-    async def run(self, fn: Callable[[], Any]) -> Any:
-        future: asyncio.Future[Any] = self.loop.create_future()
-        if self.thread is None:
-            self.thread = threading.Thread(
-                target=self._serve, name="canaryconf-handlers", daemon=True
-            )
-            self.thread.start()
-        self.queue.put((fn, future))
-        return await future
-
-    def _serve(self) -> None:
-        while (item := self.queue.get()) is not None:
-            fn, future = item
-            try:
-                outcome: tuple[bool, Any] = (True, fn())
-            except BaseException as exc:
-                outcome = (False, exc)
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self.loop.call_soon_threadsafe(_settle, future, outcome)
-
-    def stop(self) -> None:
-        self.queue.put(None)
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(STOP_TIMEOUT)
-
-    def is_current_thread(self) -> bool:
-        return threading.current_thread() is self.thread
-
-
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if future.done():
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-class _Background:
-    """The process's one watcher thread: an event loop that sleeps until an event."""
-
-    current: _Background | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.handlers = _HandlerThread(self.loop)
-        self.users = 0
-        self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.close()
-
-    def submit(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    @classmethod
-    def acquire(cls) -> _Background:
-        with cls._lock:
-            if cls.current is None:
-                cls.current = cls()
-            cls.current.users += 1
-            return cls.current
-
-    @classmethod
-    def release(cls) -> None:
-        with cls._lock:
-            background = cls.current
-            if background is None:
-                return
-            background.users -= 1
-            if background.users > 0:
-                return
-            cls.current = None
-        background.loop.call_soon_threadsafe(background.loop.stop)
-        if not background.is_current_thread():
-            background.thread.join(STOP_TIMEOUT)
-        background.handlers.stop()
-
-    def is_current_thread(self) -> bool:
-        current = threading.current_thread()
-        return current is self.thread or self.handlers.is_current_thread()
-
-
-_instances: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
-# What a forked child inherits of the parent's watcher (its loop, tasks, stop events) must
-# not be collected there: finalizing coroutines this process never ran prints noise.
-_forked_away: list[object] = []
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has no watcher thread: start again what ran in the parent, with a
-    fresh snapshot, and forget the parent's descriptors and locks."""
-    _watch.forget_after_fork()
-    _forked_away.append(_Background.current)
-    _Background.current = None
-    _Background._lock = threading.Lock()
-    restart = []
-    for instance in list(_instances):
-        core = instance._core
-        core.lock = threading.Lock()
-        core.async_locks = weakref.WeakKeyDictionary()
-        core.dispatch_lock = threading.RLock()
-        core.adopt_restart_fields = True
-        if core.thread_future is not None:
-            _forked_away.append((core.thread_future, core.thread_stop))
-            core.thread_future = None
-            core.thread_stop = None
-            restart.append(instance)
-    for instance in restart:
-        try:
-            instance.reload()
-            instance.start()
-        except Exception:
-            logger.exception("canaryconf: could not restart the watcher in child %d", os.getpid())
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

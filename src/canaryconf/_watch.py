@@ -94,7 +94,9 @@ class DirectoryWatch:
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)
-        if self._task is None:
+        if self._task is None or self._task.done():
+            # (A watch task only ends when cancelled or when the loop shuts down, but a
+            # subscriber must never join a watch that nobody runs.)
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"canaryconf-watch:{self.path}"
             )
@@ -121,9 +123,7 @@ class DirectoryWatch:
         backoff = BACKOFF_START
         while True:
             try:
-                if not await self._wait_for_directory():
-                    self.ready.set()
-                    return
+                await self._wait_for_directory()
                 async for _ in self._batches():
                     backoff = BACKOFF_START
                     await self._notify()
@@ -149,31 +149,35 @@ class DirectoryWatch:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
 
-    async def _wait_for_directory(self) -> bool:
-        """Wait until the path is a directory; False for a plain file (a subPath mount)."""
+    async def _wait_for_directory(self) -> None:
+        """Wait until the path is a directory. A missing path is waited for; so is a plain
+        file (a subPath mount, or a directory briefly replaced by a file), with a warning:
+        the watch never ends while someone is subscribed."""
         delay = MISSING_POLL_START
-        announced = False
+        announced: str | None = None  # what was said: "missing" or "file"
         while True:
             try:
-                mode = os.stat(self.path).st_mode
-            except FileNotFoundError:
+                mode: int | None = os.stat(self.path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
                 mode = None
             if mode is not None and stat.S_ISDIR(mode):
                 if announced:
                     logger.info("canaryconf: %s appeared; watching it", self.path)
                     await self._notify()
-                return True
-            if mode is not None:
-                _warn_once(
-                    f"subpath:{self.path}",
-                    "canaryconf: %s is a file, not a volume directory: a subPath mount never"
-                    " updates; mount the whole volume to get live changes",
-                    self.path,
-                )
-                return False
-            if not announced:
-                logger.warning("canaryconf: %s does not exist yet; waiting for it", self.path)
-                announced = True
+                return
+            found = "missing" if mode is None else "file"
+            if found != announced:
+                if found == "missing":
+                    logger.warning("canaryconf: %s does not exist yet; waiting for it", self.path)
+                else:
+                    _warn_once(
+                        f"subpath:{self.path}",
+                        "canaryconf: %s is a file, not a volume directory: a subPath mount"
+                        " never updates; mount the whole volume to get live changes (waiting"
+                        " for a directory there)",
+                        self.path,
+                    )
+                announced = found
                 self.ready.set()
             await asyncio.sleep(delay)
             delay = min(delay * 2, MISSING_POLL_MAX)

@@ -87,6 +87,10 @@ class ReloadResult(Generic[S]):
     restart_fields: frozenset[str] = frozenset()
     #: A manual reload met content already rejected: ``error`` is that rejection's.
     repeated: bool = False
+    #: Why the reload ended as it did: ``applied``, ``same-generation``, ``same-content``,
+    #: ``same-values``, ``volume-gone``, ``busy``, ``rejected-before`` or ``invalid`` (the
+    #: table in ``docs/concepts.md`` says when each happens).
+    reason: str = ""
 
     @property
     def applied(self) -> bool:

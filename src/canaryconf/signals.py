@@ -5,6 +5,9 @@ Connect to them for any settings object (``settings_changed.connect(fn)``) or fo
 :class:`~canaryconf.LiveSettings` (``@live.on_change()`` and friends) connect here too,
 holding the handler strongly. canaryconf calls receivers one by one and isolates them: a
 receiver that raises is logged and the others still run. Coroutine receivers are awaited.
+Receivers are called in the order they were connected (those connected for any sender
+first): the signals are :class:`~canaryconf._dispatch.OrderedSignal`, blinker signals
+whose ``set_class`` keeps connection order.
 
 >>> from canaryconf import signals
 >>> sorted(signals.canaryconf_signals)  # doctest: +NORMALIZE_WHITESPACE
@@ -14,7 +17,7 @@ receiver that raises is logged and the others still run. Coroutine receivers are
 
 from __future__ import annotations
 
-from blinker import Namespace
+from canaryconf._dispatch import OrderedNamespace
 
 __all__ = [
     "canaryconf_signals",
@@ -27,7 +30,7 @@ __all__ = [
     "settings_changed",
 ]
 
-canaryconf_signals = Namespace()
+canaryconf_signals = OrderedNamespace()
 
 settings_changed = canaryconf_signals.signal(
     "settings-changed",

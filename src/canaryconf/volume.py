@@ -25,6 +25,7 @@ from types import MappingProxyType
 from canaryconf._errors import (
     NotAVolumeError,
     UnsafePathError,
+    VolumeBusyError,
     VolumeError,
     VolumeNotFoundError,
     VolumePermissionError,
@@ -35,6 +36,7 @@ __all__ = [
     "DATA_LINK",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_VOLUME_BYTES",
+    "VolumeBusyError",
     "VolumeSnapshot",
     "read_data_target",
     "read_volume",
@@ -172,6 +174,13 @@ def read_volume(
                 generation_dir, root, real_root, max_file_bytes, max_volume_bytes, plain=False
             )
         except _GenerationVanished:
+            if read_data_target(root) == target and not os.path.isdir(generation_dir):
+                # Not a swap under way: the kubelet creates a generation before it points
+                # ``..data`` at it and removes it only after ``..data`` moved on.
+                raise VolumeError(
+                    os.path.join(root, DATA_LINK),
+                    f"points to generation {target}, which does not exist",
+                ) from None
             continue
         if read_data_target(root) != target:
             # ``..data`` moved on while we read, so the old generation may have been half
@@ -179,7 +188,7 @@ def read_volume(
             # names it, the kubelet has not started removing it.
             continue
         return VolumeSnapshot(path=root, generation=target, files=files)
-    raise VolumeError(root, f"kept changing while being read ({attempts} attempts)")
+    raise VolumeBusyError(root, f"kept changing while being read ({attempts} attempts)")
 
 
 def _check_root(root: str) -> None:
@@ -236,11 +245,7 @@ def _read_tree(
             total += len(data)
             files[rel] = data
     except VolumeError as exc:
-        if plain or not exc.path.startswith(base + os.sep):
-            raise
-        # Name the stable top-level path a user knows, not the short-lived generation.
-        shown = os.path.join(root, exc.path[len(base) + 1 :])
-        raise type(exc)(shown, exc.reason) from None
+        raise type(exc)(_stable_path(exc.path, base, root, plain), exc.reason) from None
     except FileNotFoundError as exc:
         if plain and entry is not None and exc.filename == entry.path and _dangling(entry.path):
             raise VolumeError(entry.path, "is a symlink to nothing (dangling)") from None
@@ -248,10 +253,24 @@ def _read_tree(
     except NotADirectoryError:
         raise _GenerationVanished from None
     except PermissionError as exc:
-        raise VolumePermissionError(exc.filename or base, "permission denied") from None
+        shown = _stable_path(exc.filename or base, base, root, plain)
+        raise VolumePermissionError(shown, "permission denied") from None
     except OSError as exc:
-        raise VolumeError(exc.filename or base, exc.strerror or "cannot be read") from None
+        shown = _stable_path(exc.filename or base, base, root, plain)
+        raise VolumeError(shown, exc.strerror or "cannot be read") from None
     return files
+
+
+def _stable_path(path: str, base: str, root: str, plain: bool) -> str:
+    """The path a user knows for ``path``: under the volume's top level, not under the
+    short-lived generation directory ``base`` (which a user never configured)."""
+    if plain:
+        return path
+    if path == base:
+        return root
+    if not path.startswith(base + os.sep):
+        return path
+    return os.path.join(root, path[len(base) + 1 :])
 
 
 def _dangling(path: str) -> bool:

@@ -1,0 +1,360 @@
+"""Delivering reload results to handlers: one total order per LiveSettings, whoever reloads.
+
+A :class:`Dispatcher` belongs to one :class:`~canaryconf.LiveSettings`. Each reload hands
+it a result while still holding the LiveSettings' lock (:meth:`Dispatcher.post`), so the
+queue is in the order the versions were applied. Whoever then asks for delivery (a
+thread's ``reload()``, a loop's ``areload()``, the watcher) either becomes the one that
+drains the queue, in order, or waits until another one has delivered its result: a
+handler always sees ``change.old`` equal to the previous change's ``new``. A handler that
+reloads from inside a handler gets its change delivered right after the current one.
+
+Receivers are found through blinker's public API (``receivers_for``); canaryconf's
+signals keep them in connection order through blinker's own extension point
+(``Signal.set_class``, see :class:`OrderedSignal`). Each receiver is isolated: what it
+raises is logged and sent as ``handler_failed``, and the others still run. A coroutine
+receiver is awaited for at most ``handler_timeout`` seconds, then cancelled and left
+behind: dispatch moves on even if it ignores the cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+
+__all__ = [
+    "Announce",
+    "Delivery",
+    "Dispatcher",
+    "OrderedNamespace",
+    "OrderedSignal",
+    "Receiver",
+]
+
+logger = logging.getLogger("canaryconf")
+
+#: What a result is announced as: the signals to send, each with its keyword arguments.
+Announce = Callable[[Any], Iterable[tuple[NamedSignal, dict[str, Any]]]]
+
+# The dispatchers this context is draining right now (a handler that reloads runs in it).
+_DRAINING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "canaryconf_draining", default=frozenset()
+)
+# Coroutine handlers cancelled at their timeout that have not finished yet.
+_overdue: set[asyncio.Task[Any]] = set()
+
+
+class _OrderedIds(set[Any]):
+    """A set that iterates in insertion order: blinker's ``set_class`` for receivers."""
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        super().__init__()
+        self._order: dict[Any, None] = {}
+        for item in items:
+            self.add(item)
+
+    def add(self, item: Any) -> None:
+        super().add(item)
+        self._order[item] = None
+
+    def discard(self, item: Any) -> None:
+        super().discard(item)
+        self._order.pop(item, None)
+
+    def remove(self, item: Any) -> None:
+        super().remove(item)
+        self._order.pop(item, None)
+
+    def pop(self) -> Any:
+        item = next(iter(self._order))
+        self.remove(item)
+        return item
+
+    def clear(self) -> None:
+        super().clear()
+        self._order.clear()
+
+    def update(self, *others: Iterable[Any]) -> None:
+        for other in others:
+            for item in other:
+                self.add(item)
+
+    def copy(self) -> _OrderedIds:
+        return _OrderedIds(self._order)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._order))
+
+    def __or__(self, other: Iterable[Any]) -> _OrderedIds:
+        merged = self.copy()
+        merged.update(other)
+        return merged
+
+
+class OrderedSignal(NamedSignal):
+    """A blinker signal whose receivers are called in the order they were connected
+    (those connected for any sender first, then those for the sender)."""
+
+    set_class = _OrderedIds
+
+
+class OrderedNamespace(Namespace):
+    """A blinker namespace of :class:`OrderedSignal`."""
+
+    def signal(self, name: str, doc: str | None = None) -> NamedSignal:
+        if name not in self:
+            self[name] = OrderedSignal(name, doc)
+        return self[name]
+
+
+class Receiver:
+    """A decorated handler, adapted to blinker's ``receiver(sender, **kwargs)``: called
+    with one keyword argument (``argument``), and only for changes of ``fields`` if any."""
+
+    def __init__(self, fn: Callable[..., Any], argument: str, fields: frozenset[str]) -> None:
+        self.fn = fn
+        self.argument = argument
+        self.fields = fields
+        self.__name__ = getattr(fn, "__qualname__", repr(fn))
+
+    def __call__(self, sender: Any, **kwargs: Any) -> Any:
+        if self.fields:
+            change = kwargs.get("change")
+            if change is None or not (self.fields & change.fields):
+                return None
+        return self.fn(kwargs[self.argument])
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One posted result, delivered once; ``done`` is set when every handler ran."""
+
+    result: Any
+    done: threading.Event = field(default_factory=threading.Event)
+    _callbacks: list[Callable[[], object]] = field(default_factory=list)
+
+    def finish(self, lock: threading.Lock) -> None:
+        with lock:
+            self.done.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+
+class Dispatcher:
+    """Delivers the results of one sender, one at a time, in the order posted."""
+
+    def __init__(self, sender: Any, announce: Announce, handler_timeout: float | None) -> None:
+        self.sender = sender
+        self.announce = announce
+        self.handler_timeout = handler_timeout
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the queue and whoever drained it (in a forked child: not this process's)."""
+        self._mutex = threading.Lock()
+        self._queue: deque[Delivery] = deque()
+        self._draining = False
+
+    def post(self, result: Any) -> Delivery:
+        """Queue ``result``; call it where the order of results is decided."""
+        delivery = Delivery(result)
+        with self._mutex:
+            self._queue.append(delivery)
+        return delivery
+
+    # -- from a thread ---------------------------------------------------------------
+
+    def deliver(self, delivery: Delivery) -> None:
+        """Return once ``delivery`` was delivered: drain the queue here, or wait for the
+        one that drains it. Inside a handler of this sender, return at once (the drain
+        under way delivers it next)."""
+        while True:
+            with self._mutex:
+                if delivery.done.is_set() or id(self) in _DRAINING.get():
+                    return
+                if not self._draining:
+                    self._draining = True
+                    break
+            delivery.done.wait()
+        self._drain(self._run_sync)
+
+    def _drain(self, run: Callable[[Delivery], None]) -> None:
+        token = _DRAINING.set(_DRAINING.get() | {id(self)})
+        try:
+            while True:
+                with self._mutex:
+                    if not self._queue:
+                        self._draining = False
+                        return
+                    delivery = self._queue.popleft()
+                try:
+                    run(delivery)
+                finally:
+                    delivery.finish(self._mutex)
+        except BaseException:
+            with self._mutex:
+                self._draining = False
+            raise
+        finally:
+            _DRAINING.reset(token)
+
+    def _run_sync(self, delivery: Delivery) -> None:
+        for signal, receiver, kwargs in self._calls(delivery):
+            outcome = self._call(signal, receiver, kwargs)
+            if inspect.isawaitable(outcome):
+                _run_coroutine(self._await(outcome, signal, receiver))
+
+    # -- from a coroutine ------------------------------------------------------------
+
+    async def adeliver(self, delivery: Delivery) -> None:
+        """:meth:`deliver` for a coroutine: coroutine handlers are awaited in this loop
+        and waiting for another drain does not block it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._mutex:
+                if delivery.done.is_set() or id(self) in _DRAINING.get():
+                    return
+                if not self._draining:
+                    self._draining = True
+                    break
+                waiter: asyncio.Future[None] = loop.create_future()
+                delivery._callbacks.append(partial(loop.call_soon_threadsafe, _resolve, waiter))
+            await waiter
+        token = _DRAINING.set(_DRAINING.get() | {id(self)})
+        try:
+            while True:
+                with self._mutex:
+                    if not self._queue:
+                        self._draining = False
+                        return
+                    delivery_now = self._queue.popleft()
+                try:
+                    for signal, receiver, kwargs in self._calls(delivery_now):
+                        outcome = self._call(signal, receiver, kwargs)
+                        if inspect.isawaitable(outcome):
+                            await self._await(outcome, signal, receiver)
+                finally:
+                    delivery_now.finish(self._mutex)
+        except BaseException:
+            with self._mutex:
+                self._draining = False
+            raise
+        finally:
+            _DRAINING.reset(token)
+
+    # -- one handler -----------------------------------------------------------------
+
+    def _calls(self, delivery: Delivery) -> Iterator[tuple[NamedSignal, Any, dict[str, Any]]]:
+        for signal, kwargs in self.announce(delivery.result):
+            for receiver in signal.receivers_for(self.sender):
+                yield signal, receiver, kwargs
+
+    def _call(self, signal: NamedSignal, receiver: Any, kwargs: dict[str, Any]) -> Any:
+        try:
+            return receiver(self.sender, **kwargs)
+        except Exception as exc:
+            self.handler_failed(signal, receiver, exc)
+            return None
+
+    async def _await(self, awaitable: Awaitable[Any], signal: NamedSignal, receiver: Any) -> None:
+        """Await a coroutine handler for at most ``handler_timeout`` seconds."""
+        task = asyncio.ensure_future(awaitable)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.handler_timeout)
+        except BaseException:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()  # not awaited: a handler that ignores it must not hold dispatch
+            _overdue.add(task)
+            task.add_done_callback(_overdue.discard)
+            logger.error(
+                "canaryconf: handler %s for %s ran over %ss and was cancelled",
+                _name(receiver),
+                signal.name,
+                self.handler_timeout,
+            )
+            self.handler_failed(
+                signal,
+                receiver,
+                TimeoutError(f"ran over {self.handler_timeout}s"),
+                log=False,
+            )
+            return
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, Exception):
+            self.handler_failed(signal, receiver, error)
+
+    def handler_failed(
+        self, signal: NamedSignal, receiver: Any, error: BaseException, *, log: bool = True
+    ) -> None:
+        """Log a handler's failure with its name (unless logged already) and tell the
+        ``handler_failed`` receivers."""
+        from canaryconf import signals  # noqa: PLC0415  (signals imports this module)
+
+        if log:
+            _log_handler_error(signal, receiver, error)
+        if signal is signals.handler_failed:
+            return
+        for listener in signals.handler_failed.receivers_for(self.sender):
+            try:
+                listener(self.sender, handler=_name(receiver), signal=signal.name, error=error)
+            except Exception as exc:
+                _log_handler_error(signals.handler_failed, listener, exc)
+
+
+def _name(receiver: Any) -> str:
+    return str(getattr(receiver, "__name__", repr(receiver)))
+
+
+def _log_handler_error(signal: NamedSignal, receiver: Any, error: BaseException) -> None:
+    logger.error(
+        "canaryconf: handler %s for %s raised; other handlers still run",
+        _name(receiver),
+        signal.name,
+        exc_info=error,
+    )
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _run_coroutine(coro: Awaitable[None]) -> None:
+    """Run a coroutine handler (already bounded by its timeout) from a thread: on a loop
+    of its own, or, in a thread whose loop is running (sync code called from async
+    code), as a task of that loop."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        task = running.create_task(_as_coroutine(coro))
+        _overdue.add(task)
+        task.add_done_callback(_overdue.discard)
+        return
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_as_coroutine(coro))
+    finally:
+        if not asyncio.all_tasks(loop):
+            loop.close()
+        # else: a handler that ignored its cancellation stays suspended on a loop that
+        # never runs again; closing it would only print noise.
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable

@@ -1,0 +1,352 @@
+"""The process's one canaryconf runtime: the watcher thread, and what happens at fork.
+
+:meth:`LiveSettings.start() <canaryconf.LiveSettings.start>` hands its watch to the
+:class:`Runtime` of the process. The runtime runs one thread, ``canaryconf-watcher``,
+with an event loop that sleeps until a volume changes (every started LiveSettings shares
+it), and a second one, ``canaryconf-handlers``, with no event loop, where reloads and
+their handlers run one at a time (synchronous handlers may use libraries that refuse to
+run inside a loop, such as Django's ORM). Both end when the last LiveSettings stops.
+
+Fork is handled here and nowhere else. Just before a fork, the runtime takes every
+LiveSettings' reload lock, so that no reload of another thread is half-way (inside a
+parser or a validator, holding locks of their own) when the child is made. In the child
+the inherited threads are gone: locks and queues are made new, and a LiveSettings that
+was started is restarted on a fresh thread, ``canaryconf-restart``, once ``fork()`` has
+returned (a reload first, so the child serves the volumes' current version; then the
+watch). Nothing in the fork call itself waits for anything. ``live(...,
+restart_after_fork=False)`` leaves a child without a watcher (multiprocessing or Celery
+workers that do not read settings); :meth:`Runtime.ensure_started` (what the web adapters
+call on every request) still starts one there on first use when asked to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from canaryconf import _watch
+
+if TYPE_CHECKING:
+    from canaryconf._live import LiveSettings
+
+__all__ = ["HandlerThread", "Runtime", "StepLock", "runtime"]
+
+logger = logging.getLogger("canaryconf")
+
+#: How long ``start()`` waits for the watches to be in place and the first catch-up
+#: reload to be done, and ``stop()`` for the watch to end.
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+#: How long the fork hook waits for a reload under way in another thread.
+FORK_WAIT = 10.0
+
+Runner = Callable[[Callable[[], Any]], Coroutine[Any, Any, Any]]
+Follow = Callable[[asyncio.Event, Callable[[], None], Runner], Coroutine[Any, Any, None]]
+
+
+class StepLock:
+    """The lock a LiveSettings holds while it reads, validates and swaps: a plain lock
+    that knows its owner, so the fork hook never waits for itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def acquire_for_fork(self) -> bool:
+        """Take the lock before a fork; False when this thread holds it already or it
+        was not released in time."""
+        if self._owner == threading.get_ident():
+            return False
+        return self._lock.acquire(timeout=FORK_WAIT)
+
+    def release_after_fork(self) -> None:
+        self._lock.release()
+
+
+class HandlerThread:
+    """A thread with no event loop that runs reloads and their handlers one at a time.
+
+    It blocks on its queue while idle (no periodic wake-ups) and starts on first use.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self.thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the thread; await its result."""
+        future: asyncio.Future[Any] = self.loop.create_future()
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._serve, name="canaryconf-handlers", daemon=True
+            )
+            self.thread.start()
+        self.queue.put((fn, future))
+        return await future
+
+    def _serve(self) -> None:
+        while (item := self.queue.get()) is not None:
+            fn, future = item
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as exc:
+                outcome = (False, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(_settle, future, outcome)
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(STOP_TIMEOUT)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class _Background:
+    """The watcher thread (an event loop that sleeps until an event) and the handler
+    thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.handlers = HandlerThread(self.loop)
+        self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
+
+    def is_current_thread(self) -> bool:
+        current = threading.current_thread()
+        return current is self.thread or current is self.handlers.thread
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(RuntimeError):  # closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        if not self.is_current_thread():
+            self.thread.join(STOP_TIMEOUT)
+        self.handlers.stop()
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One LiveSettings watched on the runtime's loop."""
+
+    future: Future[None]
+    stop: asyncio.Event
+    ready: threading.Event
+
+
+class Runtime:
+    """What canaryconf runs in this process: one per process (:func:`runtime`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._background: _Background | None = None
+        self._watches: weakref.WeakKeyDictionary[LiveSettings[Any], _Watch] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._instances: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
+        self._restarting: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
+        self._restart_done = threading.Event()
+        self._restart_done.set()
+        self._restart_thread: threading.Thread | None = None
+        self._restart_lock = threading.Lock()
+        self._wanted: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
+        self._pid = os.getpid()
+        self._held: list[StepLock] = []
+        # What a forked child inherits of the parent's watcher (its loop, tasks, stop
+        # events) must not be collected there: finalizing coroutines that this process
+        # never ran prints noise.
+        self._forked_away: list[object] = []
+
+    def register(self, live: LiveSettings[Any]) -> None:
+        """Know ``live`` for fork handling."""
+        self._instances.add(live)
+
+    def instances(self) -> list[LiveSettings[Any]]:
+        return list(self._instances)
+
+    # -- start and stop --------------------------------------------------------------
+
+    def start(self, live: LiveSettings[Any], follow: Follow) -> None:
+        """Watch ``live`` on the runtime's loop (``follow(stop, ready, run)`` is its watch);
+        idempotent and safe from any thread. Returns once the watches are in place."""
+        if threading.current_thread() is not self._restart_thread:
+            self._restart_done.wait(START_TIMEOUT)  # a forked child's restart comes first
+        with self._lock:
+            watch = self._watches.get(live)
+            if watch is None or watch.future.done():
+                if watch is not None:
+                    self._watches.pop(live, None)
+                background = self._background
+                if background is None:
+                    background = self._background = _Background()
+                stop = asyncio.Event()
+                ready = threading.Event()
+                future = asyncio.run_coroutine_threadsafe(
+                    follow(stop, ready.set, background.handlers.run), background.loop
+                )
+                future.add_done_callback(lambda _: ready.set())
+                watch = self._watches[live] = _Watch(future, stop, ready)
+                self._wanted.add(live)
+        if self._on_runtime_thread():
+            return  # waiting here would block the loop that makes it ready
+        watch.ready.wait(START_TIMEOUT)
+        if watch.future.done():
+            self.stop(live)
+            watch.future.result()  # raises what the watch raised
+
+    def stop(self, live: LiveSettings[Any]) -> None:
+        """Stop watching ``live``; the threads end with the last one. Idempotent."""
+        if live in self._restarting and threading.current_thread() is not self._restart_thread:
+            with self._restart_lock:
+                self._restarting.discard(live)
+        with self._lock:
+            self._wanted.discard(live)
+            watch = self._watches.pop(live, None)
+            background = self._background
+            if watch is None or background is None:
+                return
+            last = not self._watches
+            if last:
+                self._background = None
+        with contextlib.suppress(RuntimeError):
+            background.loop.call_soon_threadsafe(watch.stop.set)
+        if not background.is_current_thread():
+            with contextlib.suppress(Exception):
+                watch.future.result(timeout=STOP_TIMEOUT)
+        if last:
+            background.shutdown()
+
+    def running(self, live: LiveSettings[Any]) -> bool:
+        """True while ``live`` is watched on the runtime's thread (or about to be again,
+        in a forked child)."""
+        if live in self._restarting:
+            return True
+        watch = self._watches.get(live)
+        return watch is not None and not watch.future.done()
+
+    def ensure_started(self, live: LiveSettings[Any], follow: Follow) -> None:
+        """Start watching ``live`` in this process unless it is watched already: what a
+        web adapter calls on every request, so it costs a dictionary look-up once done."""
+        watch = self._watches.get(live)
+        if watch is not None and not watch.future.done():
+            return
+        self.start(live, follow)
+
+    def _on_runtime_thread(self) -> bool:
+        background = self._background
+        return background is not None and background.is_current_thread()
+
+    # -- fork --------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        held = []
+        for live in self.instances():
+            lock = live._core.lock
+            if lock.acquire_for_fork():
+                held.append(lock)
+        self._held = held
+
+    def after_fork_in_parent(self) -> None:
+        held, self._held = self._held, []
+        for lock in held:
+            lock.release_after_fork()
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's threads and make new locks; restart what was watched on a
+        fresh thread. Nothing here waits."""
+        self._held = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._forked_away.append((self._background, dict(self._watches)))
+        self._background = None
+        self._watches = weakref.WeakKeyDictionary()
+        _watch.forget_after_fork()
+        restart = []
+        for live in self.instances():
+            live._after_fork()
+            if live in self._wanted and live._core.restart_after_fork:
+                restart.append(live)
+        self._wanted = weakref.WeakSet()
+        self._restarting = weakref.WeakSet(restart)
+        self._restart_lock = threading.Lock()
+        self._restart_done = threading.Event()
+        if not restart:
+            self._restart_done.set()
+            return
+        self._restart_thread = threading.Thread(
+            target=self._restart, args=(restart,), name="canaryconf-restart", daemon=True
+        )
+        self._restart_thread.start()
+
+    def _restart(self, lives: list[LiveSettings[Any]]) -> None:
+        try:
+            for live in lives:
+                try:
+                    live.reload()
+                    with self._restart_lock:  # stop() meanwhile cancels the restart
+                        if live in self._restarting:
+                            live.start()
+                except Exception:
+                    logger.exception(
+                        "canaryconf: could not restart the watcher in child %d", os.getpid()
+                    )
+                finally:
+                    self._restarting.discard(live)
+        finally:
+            self._restart_done.set()
+
+
+_runtime = Runtime()
+
+
+def runtime() -> Runtime:
+    """The runtime of this process."""
+    return _runtime
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_runtime.before_fork,
+        after_in_parent=_runtime.after_fork_in_parent,
+        after_in_child=_runtime.after_fork_in_child,
+    )
