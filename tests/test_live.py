@@ -252,7 +252,7 @@ def test_unknown_keyword_arguments_are_refused(podinfo: KubeletWriter) -> None:
         model_config = CanaryConfigDict(downward_api_dir=str(podinfo.path))
         color: str = annotation("color", default="blue")
 
-    with pytest.raises(TypeError, match="'debouce'.*neither an option.*nor a field of Settings"):
+    with pytest.raises(TypeError, match=r"'debouce'.*neither an option.*nor a field of Settings"):
         live(Settings, debouce=0.5)
     assert live(Settings, color="red", debounce=0.5).color == "red"
 
