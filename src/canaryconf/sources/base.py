@@ -23,7 +23,7 @@ from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource
 
-from canaryconf._errors import FieldProblem, VolumeNotFoundError
+from canaryconf._errors import FieldProblem, VolumeError, VolumeNotFoundError
 from canaryconf._fields import FieldMapping, field_mapping
 from canaryconf.downward import parse_map
 from canaryconf.volume import VolumeSnapshot, read_volume
@@ -129,7 +129,17 @@ class BuildContext:
         if directory is None:
             return None
         snapshot = self.volume(os.fspath(directory))
-        if snapshot is None or file not in snapshot.files:
+        if snapshot is None:
+            return None
+        if file not in snapshot.files:
+            nested = file + "/"
+            if any(name.startswith(nested) for name in snapshot.files):
+                # Not "no annotations": a version whose map file is a directory is broken,
+                # and taking the defaults for it would apply settings nobody wrote.
+                raise VolumeError(
+                    snapshot.file_path(file),
+                    "is a directory, not the label/annotation file the kubelet writes",
+                )
             return None
         path = snapshot.file_path(file)
         data = snapshot.files[file]
