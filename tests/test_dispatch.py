@@ -5,6 +5,7 @@ that reloads), receivers in connection order, isolated and bounded."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def marker_settings(volume: Path) -> type[CanarySettings]:
 
 def assert_chained(changes: list[tuple[int, int]]) -> None:
     """Each change starts where the previous one ended."""
-    for before, after in zip(changes, changes[1:], strict=False):
+    for before, after in itertools.pairwise(changes):
         assert after[0] == before[1], f"out of order: {before} then {after} in {changes}"
 
 
@@ -188,7 +189,7 @@ def test_a_handler_that_reloads_gets_its_change_after_the_current_one(
         if change.new.marker == 1:
             writer.write(marked(2))
             nested = settings.reload()  # delivered once this change is delivered
-            assert nested.applied and not second[-1:] == [(1, 2)]
+            assert nested.applied and second[-1:] != [(1, 2)]
 
     @settings.on_change
     def after(change: Change[Any]) -> None:
