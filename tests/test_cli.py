@@ -739,8 +739,11 @@ def test_sidecar_signals_a_process_on_each_validated_change(
             sidecar.wait_for("new version rejected, not announced")
             writer.write(canary_pod(**{f"{PREFIX}ratio": "0.5"}))
             sidecar.wait_for(": notified")
+            # The file exists as soon as the child opens it: wait for what it writes.
             deadline = time.monotonic() + 10
-            while not marker.exists() and time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (
+                marker.exists() and marker.read_text().endswith("\n")
+            ):
                 time.sleep(0.02)
             assert marker.read_text() == "HUP\n"
             sidecar.proc.send_signal(signal.SIGTERM)

@@ -14,7 +14,10 @@
 >>> app.include_router(canaryconf_router(settings))  # opt-in: GET /-/canaryconf, POST .../reload
 
 The watcher runs in the server's event loop (no thread): under ``uvicorn --workers N``
-each worker imports the app, runs the lifespan and watches the volume itself.
+each worker imports the app, runs the lifespan and watches the volume itself. The
+lifespan, the per-request pin and the endpoint bodies are those of
+:mod:`canaryconf.starlette` (FastAPI is built on Starlette); this module adds FastAPI's
+dependency-injection shape.
 
 Importing ``canaryconf`` never imports FastAPI; only ``canaryconf.fastapi`` does.
 """
@@ -23,10 +26,7 @@ Importing ``canaryconf`` never imports FastAPI; only ``canaryconf.fastapi`` does
 # dependency objects below at runtime, and older FastAPI releases cannot resolve string
 # annotations on a callable instance.
 
-import contextlib
-from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 try:
@@ -38,8 +38,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "canaryconf.fastapi needs FastAPI: pip install 'canaryconf[fastapi]'"
     ) from exc
 
-from canaryconf import CanarySettings, LiveSettings, PinnedSettings
-from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
+from canaryconf import CanarySettings, LiveSettings, PinnedSettings, _web
+from canaryconf.starlette import canaryconf_lifespan, pinned
 
 __all__ = [
     "PinnedSettings",
@@ -50,62 +50,9 @@ __all__ = [
 ]
 
 S = TypeVar("S", bound=CanarySettings)
-AppT = TypeVar("AppT")
 
 #: The ASGI scope key under which each request keeps the snapshots it pinned.
-SCOPE_KEY = "canaryconf.pinned"
-
-# id(LiveSettings) -> how many lifespans watch it in this process, for the status endpoint.
-_lifespans: Counter[int] = Counter()
-
-
-def canaryconf_lifespan(
-    live: LiveSettings[Any],
-    app_lifespan: Callable[[AppT], AbstractAsyncContextManager[Any]] | None = None,
-) -> Callable[[AppT], AbstractAsyncContextManager[Any]]:
-    """A lifespan that watches ``live``'s volumes while the app runs, around ``app_lifespan``.
-
-    Startup puts the watches in place in the server's event loop, then enters
-    ``app_lifespan`` (so it already sees live settings); shutdown leaves ``app_lifespan``
-    first, then stops the watcher. Whatever state ``app_lifespan`` yields is passed on.
-    The result is itself a lifespan, so several settings nest:
-    ``canaryconf_lifespan(a, canaryconf_lifespan(b, app_lifespan))``.
-
-    >>> from contextlib import asynccontextmanager
-    >>> from fastapi import FastAPI
-    >>> from fastapi.testclient import TestClient
-    >>> from canaryconf import CanarySettings, live
-    >>> class Settings(CanarySettings):
-    ...     db_url: str = "postgres://stable-db/app"
-    >>> settings = live(Settings)
-    >>> @asynccontextmanager
-    ... async def app_lifespan(app):
-    ...     print("open pool:", settings.db_url)   # the watcher already runs
-    ...     yield {"pool": "..."}
-    ...     print("close pool")
-    >>> app = FastAPI(lifespan=canaryconf_lifespan(settings, app_lifespan))
-    >>> with TestClient(app):                       # startup ... shutdown
-    ...     pass
-    open pool: postgres://stable-db/app
-    close pool
-    """
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: AppT) -> AsyncIterator[Any]:
-        async with live.watching():
-            _lifespans[id(live)] += 1
-            try:
-                if app_lifespan is None:
-                    yield None
-                else:
-                    async with app_lifespan(app) as state:
-                        yield state
-            finally:
-                _lifespans[id(live)] -= 1
-                if _lifespans[id(live)] <= 0:
-                    del _lifespans[id(live)]
-
-    return lifespan
+SCOPE_KEY = _web.PIN_KEY
 
 
 class _Dependency(Generic[S]):
@@ -130,12 +77,12 @@ class _Dependency(Generic[S]):
 
 class _CurrentSettings(_Dependency[S]):
     async def __call__(self, connection: HTTPConnection) -> S:
-        return _pin(connection, self.live).settings
+        return pinned(connection, self.live).settings
 
 
 class _PinnedSettings(_Dependency[S]):
     async def __call__(self, connection: HTTPConnection) -> PinnedSettings[S]:
-        return _pin(connection, self.live)
+        return pinned(connection, self.live)
 
 
 def current_settings(live: LiveSettings[S]) -> Callable[..., Any]:
@@ -225,29 +172,17 @@ def canaryconf_router(
     router = APIRouter(prefix=prefix, tags=["canaryconf"], include_in_schema=include_in_schema)
 
     async def canaryconf_status(connection: HTTPConnection) -> JSONResponse:
-        watching = live.running or id(live) in _lifespans
-        body = status_body(live, _pin(connection, live), watching=watching)
-        return JSONResponse(body, headers=NO_STORE)
+        body, code, headers = _web.status_response(live, pinned(connection, live))
+        return JSONResponse(body, status_code=code, headers=headers)
 
     router.add_api_route("", canaryconf_status, methods=["GET"])
 
     if reload:
 
         async def canaryconf_reload() -> JSONResponse:
-            result = await live.areload()
-            return JSONResponse(
-                reload_body(live, result), status_code=reload_status_code(result), headers=NO_STORE
-            )
+            body, code, headers = _web.reload_response(live, await live.areload())
+            return JSONResponse(body, status_code=code, headers=headers)
 
         router.add_api_route("/reload", canaryconf_reload, methods=["POST"])
 
     return router
-
-
-def _pin(connection: HTTPConnection, live: LiveSettings[S]) -> PinnedSettings[S]:
-    """The request's pinned snapshot of ``live``, taken on first use."""
-    pins: dict[int, PinnedSettings[Any]] = connection.scope.setdefault(SCOPE_KEY, {})
-    pinned = pins.get(id(live))
-    if pinned is None:
-        pinned = pins[id(live)] = live.pin()
-    return pinned

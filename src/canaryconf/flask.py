@@ -25,28 +25,22 @@ one. Read the pinned snapshot through :attr:`CanaryConf.snapshot` (typed) or the
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
 from werkzeug.local import LocalProxy
 
-from canaryconf import CanarySettings, Change, LiveSettings, PinnedSettings
-from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
+from canaryconf import CanarySettings, LiveSettings, PinnedSettings, _web
 
 __all__ = ["EXTENSION_KEY", "CanaryConf", "blueprint", "in_reloader_child", "settings"]
-
-logger = logging.getLogger("canaryconf")
 
 S = TypeVar("S", bound=CanarySettings)
 
 #: The key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "canaryconf"
-_ENVIRON_KEY = "canaryconf.pinned"
 
 
 @dataclass(eq=False)
@@ -56,7 +50,6 @@ class _AppState:
     live: LiveSettings[Any]
     mirror: dict[str, str]
     watch: bool
-    started_pid: int | None = None
 
 
 class CanaryConf(Generic[S]):
@@ -103,7 +96,7 @@ class CanaryConf(Generic[S]):
     ) -> None:
         self.live = settings
         self.endpoints = endpoints
-        self.mirror = _mirror_keys(mirror)
+        self.mirror = _web.mirror_keys(mirror)
         self.watch = watch
         if app is not None:
             self.init_app(app)
@@ -118,28 +111,17 @@ class CanaryConf(Generic[S]):
             )
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(f"canaryconf is already set up on Flask app {app.name!r}")
-        fields = live_settings.settings_class.model_fields
-        unknown = sorted(set(self.mirror) - set(fields))
-        if unknown:
-            raise ValueError(
-                f"cannot mirror into app.config: {live_settings.settings_class.__name__}"
-                f" has no field(s) {', '.join(unknown)}"
-            )
         state = _AppState(live_settings, dict(self.mirror), self.watch)
+        _web.mirror(live_settings, state.mirror, app.config.__setitem__, where="app.config")
         if self.endpoints:
             app.register_blueprint(blueprint)
         app.before_request(_pin_request)
         # First in line, so that no other hook of the app reads settings before the pin.
         hooks = app.before_request_funcs[None]
         hooks.insert(0, hooks.pop())
-        if state.mirror:
-            live_settings.on_change(*state.mirror)(_config_mirror(app, state.mirror))
-            current = live_settings.current  # after connecting: no change can fall between
-            for name, key in state.mirror.items():
-                app.config[key] = getattr(current, name)
         app.extensions[EXTENSION_KEY] = state
         if state.watch and in_reloader_child():
-            _start_watcher(state)
+            _web.ensure_started(live_settings)
 
     @property
     def snapshot(self) -> S:
@@ -200,12 +182,9 @@ def _request_pin() -> PinnedSettings[CanarySettings]:
             " (live.current)."
         )
     state = _state(current_app)
-    pins: dict[int, PinnedSettings[CanarySettings]] = request.environ.setdefault(_ENVIRON_KEY, {})
-    pinned = pins.get(id(state))
-    if pinned is None:
-        _start_watcher(state)
-        pinned = pins[id(state)] = state.live.pin()
-    return pinned
+    if state.watch:
+        _web.ensure_started(state.live)  # a look-up once started
+    return _web.pin(request.environ, state.live)
 
 
 def _pin_request() -> None:
@@ -221,56 +200,6 @@ def _current_snapshot() -> CanarySettings:
 settings: LocalProxy[CanarySettings] = LocalProxy(_current_snapshot)
 
 
-# -- the watcher --------------------------------------------------------------------------
-
-_start_lock = threading.Lock()
-
-
-def _start_watcher(state: _AppState) -> None:
-    """Start the watcher once in this process. ``start()`` returns once the watcher has
-    caught up with the volumes (a reload), so the snapshot is fresh when the caller pins."""
-    pid = os.getpid()
-    if not state.watch or state.started_pid == pid:
-        return
-    with _start_lock:
-        if state.started_pid == pid:
-            return
-        state.started_pid = pid
-        try:
-            state.live.start()
-        except Exception:
-            logger.exception("canaryconf: could not start the watcher in process %d", pid)
-
-
-def _new_start_lock() -> None:
-    # A lock held by another thread at fork time would stay locked in the child forever.
-    global _start_lock
-    _start_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_start_lock)
-
-
-# -- app.config mirroring -----------------------------------------------------------------
-
-
-def _mirror_keys(mirror: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
-    if isinstance(mirror, str):
-        mirror = [mirror]
-    if isinstance(mirror, Mapping):
-        return {str(name): str(key) for name, key in mirror.items()}
-    return {name: name.upper() for name in mirror}
-
-
-def _config_mirror(app: Flask, keys: Mapping[str, str]) -> Callable[[Change[Any]], None]:
-    def mirror_into_config(change: Change[Any]) -> None:
-        for name in change.fields & keys.keys():
-            app.config[keys[name]] = getattr(change.new, name)
-
-    return mirror_into_config
-
-
 # -- endpoints ----------------------------------------------------------------------------
 
 #: ``GET /-/canaryconf`` (the request's snapshot, redacted, with its generation, digest,
@@ -284,19 +213,18 @@ blueprint = Blueprint("canaryconf", __name__, url_prefix="/-/canaryconf")
 @blueprint.get("")
 def status() -> Response:
     live_settings = _state(current_app).live
-    body = status_body(live_settings, _request_pin(), watching=live_settings.running)
-    return _json(body, 200)
+    return _json(_web.status_response(live_settings, _request_pin()))
 
 
 @blueprint.post("/reload")
 def reload_settings() -> Response:
     live_settings = _state(current_app).live
-    result = live_settings.reload()
-    return _json(reload_body(live_settings, result), reload_status_code(result))
+    return _json(_web.reload_response(live_settings, live_settings.reload()))
 
 
-def _json(body: dict[str, Any], status_code: int) -> Response:
+def _json(answer: _web.Response) -> Response:
+    body, status_code, headers = answer
     response = jsonify(body)
     response.status_code = status_code
-    response.headers.update(NO_STORE)
+    response.headers.update(headers)
     return response

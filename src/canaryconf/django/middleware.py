@@ -7,6 +7,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from canaryconf import _web
 from canaryconf.django import _runtime
 
 __all__ = ["CanaryConfMiddleware"]
@@ -50,4 +51,4 @@ class CanaryConfMiddleware:
     @staticmethod
     def _pin(request: Any) -> None:
         _runtime.ensure_watching()
-        request.canaryconf = _runtime.get_live_settings().pin()
+        request.canaryconf = _web.pin(request.META, _runtime.get_live_settings())

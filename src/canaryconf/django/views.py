@@ -17,7 +17,7 @@ from typing import Any
 from django.http import HttpResponseNotAllowed, JsonResponse  # type: ignore[import-untyped]
 from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
 
-from canaryconf._status import NO_STORE, reload_body, reload_status_code, status_body
+from canaryconf import _web
 from canaryconf.django import _runtime
 
 __all__ = ["reload_settings", "status"]
@@ -27,8 +27,7 @@ def status(request: Any) -> Any:
     if request.method not in ("GET", "HEAD"):
         return HttpResponseNotAllowed(["GET", "HEAD"])
     live = _runtime.get_live_settings()
-    pinned = getattr(request, "canaryconf", None) or live.pin()
-    return JsonResponse(status_body(live, pinned, watching=live.running), headers=NO_STORE)
+    return _json(_web.status_response(live, _web.pin(request.META, live)))
 
 
 @csrf_exempt  # type: ignore[untyped-decorator]
@@ -36,7 +35,9 @@ def reload_settings(request: Any) -> Any:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     live = _runtime.get_live_settings()
-    result = live.reload()
-    return JsonResponse(
-        reload_body(live, result), status=reload_status_code(result), headers=NO_STORE
-    )
+    return _json(_web.reload_response(live, live.reload()))
+
+
+def _json(answer: _web.Response) -> Any:
+    body, status_code, headers = answer
+    return JsonResponse(body, status=status_code, headers=headers)
