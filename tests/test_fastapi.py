@@ -133,10 +133,13 @@ def test_lifespan_watches_while_the_app_runs(
     before = active_watches()  # another test's leftovers would not be ours to judge
     assert watched(podinfo.path) == []
 
-    # Without the lifespan (no ``with``) nothing watches: a swap is not seen.
+    # Without the lifespan (no ``with``) nothing watches: a swap is not seen (a witness
+    # watching the same volume proves it was there to be seen).
     idle = TestClient(app)
-    version(podinfo, "postgres://unwatched/app")
-    time.sleep(0.2)
+    witness = live(settings.settings_class)
+    with witness:
+        version(podinfo, "postgres://unwatched/app")
+        wait_for(lambda: witness.db_url == "postgres://unwatched/app")
     assert idle.get("/checkout").json() == {"db_url": "postgres://canary-db/app"}
 
     with TestClient(app) as client:
@@ -151,8 +154,10 @@ def test_lifespan_watches_while_the_app_runs(
 
     assert watched(podinfo.path) == []
     assert active_watches() == before
-    version(podinfo, "postgres://after-shutdown/app")
-    time.sleep(0.2)
+    witness = live(settings.settings_class)
+    with witness:
+        version(podinfo, "postgres://after-shutdown/app")
+        wait_for(lambda: witness.db_url == "postgres://after-shutdown/app")
     assert settings.db_url == "postgres://canary-db-2/app"
 
 

@@ -305,9 +305,7 @@ def test_async_watching_catches_up_with_a_swap_made_before_it_started(
 # -- thread watcher ---------------------------------------------------------------------
 
 
-def test_thread_watcher_starts_and_stops_within_a_second(
-    podinfo: KubeletWriter, app: LiveSettings[Any]
-) -> None:
+def test_thread_watcher_starts_and_stops(podinfo: KubeletWriter, app: LiveSettings[Any]) -> None:
     assert not app.running
     assert app.start() is app
     assert app.running
@@ -315,15 +313,14 @@ def test_thread_watcher_starts_and_stops_within_a_second(
     podinfo.write(payload(color="green"))
     assert wait_until(lambda: app.color == "green")
 
-    started = time.monotonic()
     app.stop()
-    elapsed = time.monotonic() - started
-
-    assert elapsed < 1.0
     assert not app.running
-    assert watcher_threads() == []
-    podinfo.write(payload(color="yellow"))
-    time.sleep(0.1)
+    assert watcher_threads() == [], "stop() returns once the thread ended"
+    # A watcher of the same volume proves the swap was there to be seen.
+    witness = live(settings_for(podinfo.path))
+    with witness:
+        podinfo.write(payload(color="yellow"))
+        assert wait_until(lambda: witness.color == "yellow")
     assert app.color == "green", "a stopped watcher reloads nothing"
     app.stop()  # a second stop is harmless
 

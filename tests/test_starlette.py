@@ -5,7 +5,6 @@ lifespan's watcher, the operator routes. Under a real uvicorn with two workers:
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import pytest

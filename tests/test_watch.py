@@ -78,11 +78,8 @@ def test_each_backend_sees_kubelet_swaps(podinfo: KubeletWriter, options: dict[s
             "polling" if options.get("force_polling") else options["backend"]
         ]
     finally:
-        started = time.monotonic()
         settings.stop()
-        elapsed = time.monotonic() - started
-    assert elapsed < 1.0
-    assert wait_until(lambda: not watcher_threads(), 1.0)
+    assert not watcher_threads(), "stop() returns once the thread ended"
 
 
 @pytest.mark.parametrize("options", BACKENDS)
@@ -231,7 +228,8 @@ def test_the_data_rename_is_a_commit_that_skips_the_debounce(podinfo: KubeletWri
         podinfo.write(colored("green"))
         assert wait_until(lambda: settings.color == "green", 10.0)
         started = time.monotonic()
-    assert time.monotonic() - started < 1.0, "stop() does not wait for the debounce"
+    # Far below the 60 s debounce (and far above any other bound): stop() does not wait.
+    assert time.monotonic() - started < 30.0, "stop() does not wait for the debounce"
 
 
 @needs_inotify

@@ -162,8 +162,21 @@ class Dispatcher:
     def reset(self) -> None:
         """Forget the queue and whoever drained it (in a forked child: not this process's)."""
         self._mutex = threading.Lock()
+        # Held while one delivery runs its handlers: the fork hook takes it, so that no
+        # handler (nor the log line before it) is half-way in another thread at fork.
+        self._gate = threading.Lock()
         self._queue: deque[Delivery] = deque()
         self._draining = False
+
+    def acquire_for_fork(self, timeout: float) -> bool:
+        """Wait for the delivery under way, and hold the next ones, until after a fork;
+        False when this context is delivering (a handler forks) or it took too long."""
+        if id(self) in _DRAINING.get():
+            return False
+        return self._gate.acquire(timeout=timeout)
+
+    def release_after_fork(self) -> None:
+        self._gate.release()
 
     def post(self, result: Any) -> Delivery:
         """Queue ``result``; call it where the order of results is decided."""
@@ -198,7 +211,8 @@ class Dispatcher:
                         return
                     delivery = self._queue.popleft()
                 try:
-                    run(delivery)
+                    with self._gate:
+                        run(delivery)
                 finally:
                     delivery.finish(self._mutex)
         except BaseException:
@@ -239,10 +253,11 @@ class Dispatcher:
                         return
                     delivery_now = self._queue.popleft()
                 try:
-                    for signal, receiver, kwargs in self._calls(delivery_now):
-                        outcome = self._call(signal, receiver, kwargs)
-                        if inspect.isawaitable(outcome):
-                            await self._await(outcome, signal, receiver)
+                    with self._gate:
+                        for signal, receiver, kwargs in self._calls(delivery_now):
+                            outcome = self._call(signal, receiver, kwargs)
+                            if inspect.isawaitable(outcome):
+                                await self._await(outcome, signal, receiver)
                 finally:
                     delivery_now.finish(self._mutex)
         except BaseException:

@@ -7,9 +7,11 @@ it), and a second one, ``canaryconf-handlers``, with no event loop, where reload
 their handlers run one at a time (synchronous handlers may use libraries that refuse to
 run inside a loop, such as Django's ORM). Both end when the last LiveSettings stops.
 
-Fork is handled here and nowhere else. Just before a fork, the runtime takes every
-LiveSettings' reload lock, so that no reload of another thread is half-way (inside a
-parser or a validator, holding locks of their own) when the child is made. In the child
+Fork is handled here and nowhere else. Just before a fork, the runtime lets the
+deliveries and reloads under way in other threads finish and holds the next ones, so that
+no canaryconf thread is half-way through a handler, a log line, a parser or a validator
+(holding locks of theirs, which would stay locked in the child forever) when the child
+is made. In the child
 the inherited threads are gone: locks and queues are made new, and a LiveSettings that
 was started is restarted on a fresh thread, ``canaryconf-restart``, once ``fork()`` has
 returned (a reload first, so the child serves the volumes' current version; then the
@@ -191,7 +193,7 @@ class Runtime:
         self._restart_lock = threading.Lock()
         self._wanted: weakref.WeakSet[LiveSettings[Any]] = weakref.WeakSet()
         self._pid = os.getpid()
-        self._held: list[StepLock] = []
+        self._held: list[Callable[[], None]] = []
         # What a forked child inherits of the parent's watcher (its loop, tasks, stop
         # events) must not be collected there: finalizing coroutines that this process
         # never ran prints noise.
@@ -279,17 +281,25 @@ class Runtime:
     # -- fork --------------------------------------------------------------------------
 
     def before_fork(self) -> None:
-        held = []
-        for live in self.instances():
+        """Let deliveries and reloads under way in other threads finish, and hold the next
+        ones until the fork is done: first each dispatcher's gate (a handler may reload,
+        which takes the reload lock), then each reload lock."""
+        held: list[Callable[[], None]] = []
+        instances = self.instances()
+        for live in instances:
+            dispatcher = live._core.dispatcher
+            if dispatcher.acquire_for_fork(FORK_WAIT):
+                held.append(dispatcher.release_after_fork)
+        for live in instances:
             lock = live._core.lock
             if lock.acquire_for_fork():
-                held.append(lock)
+                held.append(lock.release_after_fork)
         self._held = held
 
     def after_fork_in_parent(self) -> None:
         held, self._held = self._held, []
-        for lock in held:
-            lock.release_after_fork()
+        for release in reversed(held):
+            release()
 
     def after_fork_in_child(self) -> None:
         """Forget the parent's threads and make new locks; restart what was watched on a
