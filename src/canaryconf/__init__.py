@@ -67,3 +67,22 @@ __all__ = [
     "restart_required",
     "secret",
 ]
+
+
+def _public_module() -> None:
+    """Name ``canaryconf`` as the module of what it exports from private modules, so
+    tracebacks and reprs say ``canaryconf.VolumeError``, not ``canaryconf._errors...``.
+    pydantic models keep theirs: pydantic resolves their annotations through it."""
+    from pydantic import BaseModel
+
+    for name in __all__:
+        obj = globals()[name]
+        module = getattr(obj, "__module__", "")
+        if not module.startswith("canaryconf._"):
+            continue
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            continue
+        obj.__module__ = __name__
+
+
+_public_module()

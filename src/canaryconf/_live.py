@@ -48,6 +48,10 @@ logger = logging.getLogger("canaryconf")
 
 S = TypeVar("S", bound=CanarySettings)
 F = TypeVar("F", bound=Callable[..., Any])
+#: Handlers, typed so that a handler of the wrong shape is a type error.
+OnChange = TypeVar("OnChange", bound=Callable[[Change[Any]], object])
+OnError = TypeVar("OnError", bound=Callable[[Exception], object])
+OnFields = TypeVar("OnFields", bound=Callable[[frozenset[str]], object])
 
 
 @dataclass(frozen=True)
@@ -393,9 +397,9 @@ class LiveSettings(Generic[S]):
         return fn
 
     @overload
-    def on_change(self, fn: F, /) -> F: ...
+    def on_change(self, fn: OnChange, /) -> OnChange: ...
     @overload
-    def on_change(self, *fields: str) -> Callable[[F], F]: ...
+    def on_change(self, *fields: str) -> Callable[[OnChange], OnChange]: ...
 
     def on_change(self, *fields: Any) -> Any:
         """Decorate a handler ``fn(change)`` called after each applied change, or only when
@@ -408,19 +412,19 @@ class LiveSettings(Generic[S]):
             return self._connect(signals.settings_changed, fields[0], "change")
         return lambda fn: self._connect(signals.settings_changed, fn, "change", fields)
 
-    def on_reload_failed(self, fn: F) -> F:
+    def on_reload_failed(self, fn: OnError) -> OnError:
         """Decorate a handler ``fn(error)`` called when a new version is rejected."""
         return self._connect(signals.reload_failed, fn, "error")
 
-    def on_promoted(self, fn: F) -> F:
+    def on_promoted(self, fn: OnChange) -> OnChange:
         """Decorate a handler ``fn(change)`` called when the pod goes canary -> stable."""
         return self._connect(signals.promoted, fn, "change")
 
-    def on_role_changed(self, fn: F) -> F:
+    def on_role_changed(self, fn: OnChange) -> OnChange:
         """Decorate a handler ``fn(change)`` called when the rollout role changes."""
         return self._connect(signals.role_changed, fn, "change")
 
-    def on_restart_required(self, fn: F) -> F:
+    def on_restart_required(self, fn: OnFields) -> OnFields:
         """Decorate a handler ``fn(fields)`` called when restart-only fields changed."""
         return self._connect(signals.restart_required, fn, "fields")
 

@@ -26,7 +26,7 @@ Importing ``canaryconf`` never imports FastAPI; only ``canaryconf.fastapi`` does
 # dependency objects below at runtime, and older FastAPI releases cannot resolve string
 # annotations on a callable instance.
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 try:
@@ -85,7 +85,7 @@ class _PinnedSettings(_Dependency[S]):
         return pinned(connection, self.live)
 
 
-def current_settings(live: LiveSettings[S]) -> Callable[..., Any]:
+def current_settings(live: LiveSettings[S]) -> Callable[[HTTPConnection], Awaitable[S]]:
     """A dependency giving the request's snapshot of ``live``: the settings current when
     the request first asked for them, the same object for the rest of the request.
 
@@ -113,7 +113,9 @@ def current_settings(live: LiveSettings[S]) -> Callable[..., Any]:
     return _CurrentSettings(live)
 
 
-def pinned_settings(live: LiveSettings[S]) -> Callable[..., Any]:
+def pinned_settings(
+    live: LiveSettings[S],
+) -> Callable[[HTTPConnection], Awaitable[PinnedSettings[S]]]:
     """A dependency giving the request's :class:`PinnedSettings`: the same snapshot as
     :func:`current_settings`, with its generation, digest and rollout role.
 

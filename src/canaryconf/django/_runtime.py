@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from django.conf import settings as django_settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
@@ -80,17 +80,30 @@ def runtime() -> Runtime:
     return current
 
 
-def get_live_settings() -> LiveSettings[Any]:
-    """The :class:`~canaryconf.LiveSettings` that ``CANARYCONF`` configured.
+@overload
+def get_live_settings() -> LiveSettings[Any]: ...
+@overload
+def get_live_settings(settings_class: type[S]) -> LiveSettings[S]: ...
+
+
+def get_live_settings(settings_class: type[S] | None = None) -> LiveSettings[Any]:
+    """The :class:`~canaryconf.LiveSettings` that ``CANARYCONF`` configured; pass your
+    settings class to have it typed (and checked: ``TypeError`` if it is another).
 
     >>> from canaryconf.django import get_live_settings   # doctest: +SKIP
-    >>> get_live_settings().generation                    # doctest: +SKIP
-    '..2026_11_26_10_00_00.123456789'
+    >>> get_live_settings(CheckoutSettings).db_url        # doctest: +SKIP
+    'postgres://canary-db/checkout'
     """
     current = runtime()
     if current.live is None:
         raise ImproperlyConfigured(
             f"settings.{SETTING_NAME} ({current.config.source}) did not load: {current.error}"
+        )
+    configured = current.live.settings_class
+    if settings_class is not None and not issubclass(configured, settings_class):
+        raise TypeError(
+            f"settings.{SETTING_NAME} configured {configured.__qualname__},"
+            f" not {settings_class.__qualname__}"
         )
     return current.live
 
