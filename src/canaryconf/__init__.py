@@ -3,6 +3,8 @@
 >>> from canaryconf import CanarySettings, annotation, label
 """
 
+from pydantic import BaseModel
+
 from canaryconf._errors import (
     CanaryConfError,
     DownwardAPIFormatError,
@@ -73,8 +75,6 @@ def _public_module() -> None:
     """Name ``canaryconf`` as the module of what it exports from private modules, so
     tracebacks and reprs say ``canaryconf.VolumeError``, not ``canaryconf._errors...``.
     pydantic models keep theirs: pydantic resolves their annotations through it."""
-    from pydantic import BaseModel
-
     for name in __all__:
         obj = globals()[name]
         module = getattr(obj, "__module__", "")
