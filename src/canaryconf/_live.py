@@ -433,7 +433,9 @@ class LiveSettings(Generic[S]):
         keep = []
         for signal, receiver in self._core.receivers:
             if receiver.fn is fn:
-                signal.disconnect(receiver, sender=self)
+                # Each Receiver serves this LiveSettings only: remove it whole (a
+                # disconnect for one sender leaves a strong receiver held by blinker).
+                signal.disconnect(receiver)
             else:
                 keep.append((signal, receiver))
         self._core.receivers[:] = keep

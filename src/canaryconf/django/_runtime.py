@@ -95,6 +95,8 @@ def get_live_settings(settings_class: type[S] | None = None) -> LiveSettings[Any
     'postgres://canary-db/checkout'
     """
     current = runtime()
+    if current.live is None and current.error is None:
+        _load_now(current)
     if current.live is None:
         raise ImproperlyConfigured(
             f"settings.{SETTING_NAME} ({current.config.source}) did not load: {current.error}"
@@ -118,6 +120,14 @@ def setup() -> Runtime:
         config = Config.from_django(django_settings)
         argv = list(sys.argv)
         watch, reason = watch_decision(argv, os.environ, config)
+        command = management_command(argv)
+        if command is not None and not watch and command != COMMAND:
+            # ``migrate``, ``shell``, ``check``...: no volume read, no thread here; the
+            # settings load on first use (get_live_settings()), and ``manage.py check``
+            # reports volume problems as warnings (see canaryconf.django.checks).
+            _runtime = Runtime(config, None, None, False, reason)
+            logger.debug("canaryconf: %s not loaded at ready(): %s", config.source, reason)
+            return _runtime
         try:
             instance = config.load()
         except CanaryConfError as exc:
@@ -142,6 +152,20 @@ def setup() -> Runtime:
             reason,
         )
         return _runtime
+
+
+def _load_now(current: Runtime) -> None:
+    """Load the settings of a process that did not at ``ready()`` (no watcher here)."""
+    with _lock:
+        if current.live is not None or current.error is not None:
+            return
+        try:
+            instance = current.config.load()
+        except CanaryConfError as exc:
+            current.error = exc
+            return
+        _connect(instance, current.config)
+        current.live = instance
 
 
 def ensure_watching() -> None:

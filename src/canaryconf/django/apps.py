@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.apps import AppConfig  # type: ignore[import-untyped]
+from django.core import checks  # type: ignore[import-untyped]
 
 from canaryconf.django import _runtime
+from canaryconf.django.checks import check_canaryconf
 
 
 class CanaryConfConfig(AppConfig):  # type: ignore[misc]
@@ -16,4 +18,5 @@ class CanaryConfConfig(AppConfig):  # type: ignore[misc]
     verbose_name = "canaryconf"
 
     def ready(self) -> None:
+        checks.register(check_canaryconf, "canaryconf")
         _runtime.setup()
