@@ -145,7 +145,9 @@ class FlagdFlag(BaseModel):
     numbers or all objects), ``defaultVariant`` (one of the variants, or null for the
     caller's default), ``targeting`` (JSONLogic) and ``metadata``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True
+    )
 
     state: Literal["ENABLED", "DISABLED"]
     variants: dict[_Key, Any] = Field(min_length=1)
