@@ -377,11 +377,14 @@ class _Index:
 
     snapshot: CanarySettings | None
     flagd: tuple[FlagdDefinitions, ...]
+    #: (flag keys, evaluator) of each of ``flagd``: read once here, since a private
+    #: attribute of a pydantic model costs a __getattr__ call at each evaluation
+    evaluators: tuple[tuple[Mapping[str, FlagdFlag], FlagdCore], ...]
     typed: Mapping[str, _Typed]
     facts: Mapping[str, str]
 
 
-_EMPTY = _Index(None, (), {}, {})
+_EMPTY = _Index(None, (), (), {}, {})
 
 
 class CanaryConfProvider(AbstractProvider):
@@ -521,7 +524,8 @@ class CanaryConfProvider(AbstractProvider):
             value = getattr(snapshot, field_name)
             if isinstance(value, str):
                 facts[fact] = value
-        return _Index(snapshot, tuple(flagd), typed, facts)
+        evaluators = tuple((d.flags, d._core) for d in flagd)
+        return _Index(snapshot, tuple(flagd), evaluators, typed, facts)
 
     def _resolve(
         self,
@@ -531,10 +535,10 @@ class CanaryConfProvider(AbstractProvider):
         evaluation_context: EvaluationContext | None,
     ) -> FlagResolutionDetails[Any]:
         index = self._current()
-        for definitions in index.flagd:
-            if flag_key in definitions.flags:
+        for flags, core in index.evaluators:
+            if flag_key in flags:
                 return _evaluate(
-                    definitions._core,
+                    core,
                     kind,
                     flag_key,
                     default_value,
@@ -640,7 +644,9 @@ def _evaluate(
     evaluation_context: EvaluationContext | None,
 ) -> FlagResolutionDetails[Any]:
     attributes = dict(evaluation_context.attributes) if evaluation_context is not None else {}
-    attributes[CONTEXT_KEY] = dict(facts)
+    attributes[CONTEXT_KEY] = (
+        facts  # the evaluator copies the top level only; facts stay as they are
+    )
     context = EvaluationContext(
         evaluation_context.targeting_key if evaluation_context is not None else None, attributes
     )
