@@ -539,6 +539,50 @@ def test_sdk_hooks_see_the_evaluation(
     assert f"'variant': '{value}'" in text or f'"variant": "{value}"' in text
 
 
+def test_opentelemetry_hook_records_the_evaluation(openfeature_api: Any, podinfo: KubeletWriter):
+    """The OpenTelemetry hook package, unchanged, on a real (in-memory exported) tracer.
+    Needs ``openfeature-hooks-opentelemetry`` and ``opentelemetry-sdk``, which the test
+    extra does not install: skipped without them."""
+    hook_module = pytest.importorskip("openfeature.contrib.hook.opentelemetry")
+    sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
+    exporting = pytest.importorskip("opentelemetry.sdk.trace.export")
+    in_memory = pytest.importorskip("opentelemetry.sdk.trace.export.in_memory_span_exporter")
+
+    exporter = in_memory.InMemorySpanExporter()
+    tracer_provider = sdk_trace.TracerProvider()
+    tracer_provider.add_span_processor(exporting.SimpleSpanProcessor(exporter))
+    podinfo.write(pod(flags=flagd({"checkout-flow": CANARY_SPLIT}), limits='{"burst": 5}'))
+    api.set_provider_and_wait(CanaryConfProvider(live(settings_class(podinfo.path))))
+    api.add_hooks([hook_module.TracingHook()])
+    client = api.get_client()
+    with tracer_provider.get_tracer("test").start_as_current_span("request"):
+        flow = client.get_string_value("checkout-flow", "?", EvaluationContext("user-7"))
+        client.get_object_value("limits", {})
+        client.get_boolean_value("no-such-flag", False)
+    tracer_provider.shutdown()
+
+    (span,) = exporter.get_finished_spans()
+    events = [dict(e.attributes) for e in span.events if e.name == "feature_flag.evaluation"]
+    assert [e.name for e in span.events].count("exception") == 1  # the error hook's
+    assert [e["feature_flag.key"] for e in events] == ["checkout-flow", "limits", "no-such-flag"]
+    assert events[0]["feature_flag.result.variant"] == flow
+    assert events[0]["feature_flag.result.reason"] == "targeting_match"
+    assert events[0]["feature_flag.context.id"] == "user-7"
+    assert events[0]["feature_flag.provider.name"] == "canaryconf"
+    assert json.loads(events[1]["feature_flag.result.value"]) == {"burst": 5}
+    assert events[2]["error.type"] == "flag_not_found"
+
+
+def test_doctests(openfeature_api: Any):
+    import doctest
+
+    import canaryconf.openfeature
+
+    result = doctest.testmod(canaryconf.openfeature, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
 def test_shutdown_stops_following_reloads(openfeature_api: Any, podinfo: KubeletWriter):
     podinfo.write(pod())
     settings = live(settings_class(podinfo.path))
