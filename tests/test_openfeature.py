@@ -370,6 +370,26 @@ def test_back_to_the_applied_version_is_ready_again_with_no_change(serving: Any)
     assert ProviderEvent.PROVIDER_CONFIGURATION_CHANGED not in serving.events.drain()
 
 
+def test_a_provider_set_while_a_version_is_rejected_serves_the_last_good(
+    openfeature_api: Any, podinfo: KubeletWriter
+):
+    podinfo.write(pod(flags=flagd({"new-flow": boolean_flag(default="on")})))
+    settings = live(settings_class(podinfo.path))
+    podinfo.write(pod(flags=flagd({"new-flow": boolean_flag(default="of")})))
+    assert settings.reload().failed
+    events = Events()
+    api.set_provider_and_wait(CanaryConfProvider(settings))
+    events.next(ProviderEvent.PROVIDER_READY)
+    client = api.get_client()
+    assert client.get_boolean_value("new-flow", False) is True
+
+    podinfo.write(pod(flags=flagd({"new-flow": boolean_flag(default="off")})))
+    assert settings.reload().applied
+    events.next(ProviderEvent.PROVIDER_READY)  # valid again
+    assert events.next(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED).flags_changed == ["new-flow"]
+    assert client.get_boolean_value("new-flow", True) is False
+
+
 def test_flags_changed_lists_exactly_the_changed_keys(openfeature_api: Any, podinfo: KubeletWriter):
     evaluators = {"is_staff": {"ends_with": [{"var": "email"}, "@example.com"]}}
     staff_only = {"if": [{"$ref": "is_staff"}, "on", "off"]}

@@ -41,7 +41,9 @@ flag whose definition, evaluators or merged metadata changed; a flagd flag that 
 ``$canaryconf`` when a rollout fact changed); ``PROVIDER_STALE`` when a new version was
 rejected (the last good flags keep being served; the message says why, never with a
 value), and ``PROVIDER_READY`` again once a version is applied or the volume is back at the
-applied one. ``PROVIDER_ERROR`` is never sent: evaluation never stops working.
+applied one. ``PROVIDER_ERROR`` is never sent: evaluation never stops working. A provider
+set while the volume holds a rejected version starts ``READY`` all the same (the SDK sends
+that event itself), serving the last good flags.
 
 >>> import tempfile
 >>> from openfeature import api
@@ -436,6 +438,10 @@ class CanaryConfProvider(AbstractProvider):
         if not self._connected:
             signals.reloaded.connect(self._on_reloaded, sender=self._live, weak=False)
             self._connected = True
+        # Set while the volume holds a rejected version: the SDK still reports READY
+        # (it sends that event itself once this returns), and READY comes again with
+        # the next valid version.
+        self._stale = self._live.last_error is not None
         self._current()
 
     def shutdown(self) -> None:
