@@ -448,7 +448,9 @@ class CanaryConfProvider(AbstractProvider):
         """Stop following reloads (called by the SDK when the provider is replaced or the
         API shuts down). The settings themselves keep running."""
         if self._connected:
-            signals.reloaded.disconnect(self._on_reloaded, sender=self._live)
+            # From every sender: blinker's disconnect from one sender keeps holding a
+            # receiver connected with weak=False. This bound method is this provider's only.
+            signals.reloaded.disconnect(self._on_reloaded)
             self._connected = False
 
     def _on_reloaded(self, sender: Any, *, result: ReloadResult[Any], **_: Any) -> None:
