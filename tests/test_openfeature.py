@@ -41,6 +41,7 @@ from canaryconf import (
     configmap,
     live,
     pod_field,
+    secret,
 )
 from canaryconf.openfeature import CanaryConfProvider, FlagdDefinitions
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
@@ -548,6 +549,25 @@ def test_flags_from_a_configmap_and_async_watching(openfeature_api: Any, tmp_pat
             return before, await client.get_boolean_value_async("express-pay", False)
 
     assert asyncio.run(asyncio.wait_for(scenario(), 30)) == (False, True)
+
+
+def test_a_flagd_document_from_a_secret_is_not_served(openfeature_api: Any, tmp_path: Path):
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    podinfo.write(pod())
+    secrets = KubeletWriter(tmp_path / "secrets")
+    secrets.write({"flags.json": flagd({"express-pay": boolean_flag(default="on")})})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(podinfo.path), secrets_dirs=[str(secrets.path)]
+        )
+        flags: FlagdDefinitions = secret("flags.json")
+
+    settings = live(Settings)
+    assert settings.flags.flags["express-pay"].default_variant == "on"  # it was read
+    api.set_provider_and_wait(CanaryConfProvider(settings))
+    details = api.get_client().get_boolean_details("express-pay", False)
+    assert (details.value, details.error_code) == (False, ErrorCode.FLAG_NOT_FOUND)
 
 
 # -- SDK integration -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ snapshot, so one evaluation never mixes two versions of the settings:
   ``new_checkout``; reason ``STATIC``, variant the value's JSON form (``"true"``, ``"42"``,
   the string itself). A value of another type gives ``TYPE_MISMATCH``, an unknown key
   ``FLAG_NOT_FOUND``, a field that is None the caller's default (reason ``DEFAULT``).
-  Secret fields are never flags.
+  Secret fields are never flags (a flagd document read from a Secret is not served either).
 - **flagd flag definitions**: a field typed :class:`FlagdDefinitions` holds a flagd flags
   document (JSON, from an annotation or a ConfigMap key). Its flags are evaluated by the
   flagd evaluator core that the OpenFeature project publishes (``openfeature-flagd-core``):
@@ -512,6 +512,8 @@ class CanaryConfProvider(AbstractProvider):
         typed: dict[str, _Typed] = {}
         facts: dict[str, str] = {}
         for name in type(snapshot).model_fields:
+            if name in secrets:  # never a flag, not even a flagd document from a Secret
+                continue
             value = getattr(snapshot, name)
             if isinstance(value, FlagdDefinitions):
                 flagd.append(value)
@@ -523,8 +525,6 @@ class CanaryConfProvider(AbstractProvider):
                 ):
                     if attr is not None:
                         facts[fact] = attr
-            if name in secrets:
-                continue
             entry = _typed(value)
             if entry is not None:
                 typed[name] = entry
