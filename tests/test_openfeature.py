@@ -63,10 +63,14 @@ def openfeature_api() -> Iterator[Any]:
 
 
 class Events:
-    """Provider events as the SDK delivers them (on its own threads), waited for."""
+    """Provider events as the SDK delivers them, waited for. The SDK runs handlers on a
+    thread pool, so two events sent one after the other can arrive in either order: each
+    kind is kept apart, in the order of its own arrivals."""
 
     def __init__(self) -> None:
-        self.queue: queue.Queue[tuple[ProviderEvent, EventDetails]] = queue.Queue()
+        self.queues: dict[ProviderEvent, queue.Queue[EventDetails]] = {
+            event: queue.Queue() for event in ProviderEvent
+        }
         for event in ProviderEvent:
             api.add_handler(event, lambda details, e=event: self._put(e, details))
 
@@ -74,23 +78,18 @@ class Events:
         # Only this provider's: a handler added while the SDK's no-op default provider is
         # READY gets a READY of its own at once.
         if details.provider_name == "canaryconf":
-            self.queue.put((event, details))
+            self.queues[event].put(details)
 
     def next(self, wanted: ProviderEvent) -> EventDetails:
-        """The next event of kind ``wanted`` (others before it are skipped)."""
-        while True:
-            try:
-                event, details = self.queue.get(timeout=EVENT_DEADLINE)
-            except queue.Empty:
-                pytest.fail(f"no {wanted.value} within {EVENT_DEADLINE} s")
-            if event is wanted:
-                return details
+        """The next event of kind ``wanted`` not taken yet."""
+        try:
+            return self.queues[wanted].get(timeout=EVENT_DEADLINE)
+        except queue.Empty:
+            pytest.fail(f"no {wanted.value} within {EVENT_DEADLINE} s")
 
     def drain(self) -> list[ProviderEvent]:
-        seen = []
-        while not self.queue.empty():
-            seen.append(self.queue.get_nowait()[0])
-        return seen
+        """The kinds of the events that arrived and were not taken."""
+        return [event for event, pending in self.queues.items() if not pending.empty()]
 
 
 def flagd(flags: dict[str, Any], **extra: Any) -> str:
