@@ -10,6 +10,8 @@ import os
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
+from openfeature import api
+from openfeature.evaluation_context import EvaluationContext
 
 from canaryconf import Change
 from canaryconf.fastapi import (
@@ -19,6 +21,7 @@ from canaryconf.fastapi import (
     current_settings,
     pinned_settings,
 )
+from canaryconf.openfeature import CanaryConfProvider
 
 from .settings import CheckoutSettings, settings
 
@@ -32,6 +35,11 @@ PinnedDep = Annotated[PinnedSettings[CheckoutSettings], Depends(pinned_settings(
 app = FastAPI(title="checkout", lifespan=canaryconf_lifespan(settings))
 # GET /-/canaryconf and POST /-/canaryconf/reload: opt-in, keep them internal.
 app.include_router(canaryconf_router(settings))
+
+# Flags through OpenFeature: the typed fields and the flagd document of the settings. The
+# provider follows every change the lifespan's watcher applies.
+api.set_provider_and_wait(CanaryConfProvider(settings))
+flags = api.get_client("checkout")
 
 
 @settings.on_promoted
@@ -49,5 +57,22 @@ async def checkout(snap: SettingsDep, pinned: PinnedDep) -> dict[str, object]:
         "new_checkout": snap.new_checkout,
         "role": snap.rollout.role,
         "flow": "new" if snap.new_checkout else "classic",
+        "pid": os.getpid(),
+    }
+
+
+@app.get("/checkout/flow")
+async def checkout_flow(user: str) -> dict[str, object]:
+    # The flagd flag "checkout-flow" decides per user (its targeting can read the pod's
+    # role as $canaryconf.role); without one, "classic" for everybody.
+    details = await flags.get_string_details_async(
+        "checkout-flow", "classic", EvaluationContext(targeting_key=user)
+    )
+    return {
+        "user": user,
+        "flow": details.value,
+        "variant": details.variant,
+        "reason": details.reason,
+        "error": details.error_code,
         "pid": os.getpid(),
     }

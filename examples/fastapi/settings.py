@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from canaryconf import CanaryConfigDict, CanarySettings, RolloutInfo, annotation, live
+from canaryconf.openfeature import FlagdDefinitions
 
 
 class CheckoutSettings(CanarySettings):
@@ -24,6 +25,11 @@ class CheckoutSettings(CanarySettings):
     new_checkout: bool = annotation("new-checkout", default=False)
     #: the ``role`` and ``rollouts-pod-template-hash`` labels
     rollout: RolloutInfo = RolloutInfo()
+    #: annotation ``checkout.example.com/flags``: a flagd flags document, served through
+    #: OpenFeature (see app.py); none by default
+    flags: FlagdDefinitions = annotation(
+        "flags", default_factory=lambda: FlagdDefinitions(flags={})
+    )
 
 
 settings = live(CheckoutSettings)
