@@ -642,3 +642,20 @@ def test_secret_values_never_leak(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         assert token not in everything
     assert "short" not in str(settings.last_error)
     assert settings.signing_key == tokens[3], "the value itself is still there to use"
+
+
+def test_an_annotations_entry_that_is_a_directory_is_a_bad_version(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    """Not "no annotations": taking the defaults would apply settings nobody wrote."""
+    podinfo.write(payload(color="green"))
+    app.reload()
+    before = app.current
+    podinfo.write({"labels": 'role="canary"', "annotations/nested": "x"})
+    result = app.reload()
+    assert (result.status, result.reason) == ("failed", "invalid")
+    assert (
+        str(result.error) == f"{podinfo.path / 'annotations'}: is a directory, not the"
+        " label/annotation file the kubelet writes"
+    )
+    assert app.current is before

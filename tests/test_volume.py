@@ -20,6 +20,7 @@ from canaryconf import (
     CanaryConfError,
     NotAVolumeError,
     UnsafePathError,
+    VolumeBusyError,
     VolumeError,
     VolumeNotFoundError,
     VolumePermissionError,
@@ -461,3 +462,48 @@ def _read_as_nobody(volume: Path) -> dict[str, object]:
     assert result.returncode == 0, result.stderr
     decoded: dict[str, object] = json.loads(result.stdout)
     return decoded
+
+
+def test_a_volume_that_keeps_changing_is_busy_not_broken(tmp_path: Path) -> None:
+    """With newer generations arriving faster than a read, the error says so
+    (VolumeBusyError: read again later), never that the version is bad."""
+    writer = KubeletWriter(tmp_path / "vol", seed=5)
+    files = {f"f{i}": "x" * 4096 for i in range(20)}
+    writer.write(files)
+    stop = threading.Event()
+
+    def swap() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            writer.write({**files, "n": str(n)})
+
+    swapper = threading.Thread(target=swap, name="swapper")
+    swapper.start()
+    errors: list[Exception] = []
+    try:
+        for _ in range(5000):
+            try:
+                read_volume(writer.path, retries=1)
+            except VolumeError as exc:
+                errors.append(exc)
+                break
+    finally:
+        stop.set()
+        swapper.join(10)
+    if not errors:
+        pytest.skip("every read got a whole generation in between swaps on this machine")
+    assert isinstance(errors[0], VolumeBusyError), repr(errors[0])
+    assert "kept changing while being read" in str(errors[0])
+
+
+def test_data_link_to_a_missing_generation_is_named_as_such(tmp_path: Path) -> None:
+    writer = KubeletWriter(tmp_path / "vol")
+    writer.write({"role": "canary"})
+    generation = str(writer.generation)
+    shutil.rmtree(writer.path / generation)
+    with pytest.raises(VolumeError) as info:
+        read_volume(writer.path)
+    assert not isinstance(info.value, VolumeBusyError)
+    assert info.value.path == str(writer.path / "..data")
+    assert f"points to generation {generation}, which does not exist" in str(info.value)
