@@ -21,6 +21,7 @@ from types import TracebackType
 
 import pytest
 
+from canaryconf import CanaryConfigDict, CanarySettings, annotation
 from canaryconf._runtime import runtime
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
 
@@ -229,3 +230,21 @@ class ForkedChild:
         finally:
             os.close(self._reports)
             os.close(self._go)
+
+
+# -- a volume of numbered versions ------------------------------------------------------
+
+
+def marked(n: int) -> dict[str, str | bytes]:
+    """A podinfo payload whose annotation ``marker`` is ``n``."""
+    return pod_files(annotations={"marker": str(n)})
+
+
+def marker_settings(volume: Path) -> type[CanarySettings]:
+    """A settings class with one field, ``marker``, read from the podinfo ``volume``."""
+
+    class Marked(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(volume))
+        marker: int = annotation("marker", default=0)
+
+    return Marked

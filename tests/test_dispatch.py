@@ -14,31 +14,16 @@ from typing import Any
 import pytest
 
 from canaryconf import (
-    CanaryConfigDict,
-    CanarySettings,
     Change,
     LiveSettings,
-    annotation,
     live,
     signals,
 )
 from canaryconf._dispatch import OrderedSignal
-from canaryconf.testing import KubeletWriter, pod_files
-from conftest import DEADLINE, wait_until
+from canaryconf.testing import KubeletWriter
+from conftest import DEADLINE, marked, marker_settings, wait_until
 
 pytestmark = pytest.mark.usefixtures("no_watcher_left")
-
-
-def marked(n: int) -> dict[str, str | bytes]:
-    return pod_files(annotations={"marker": str(n)})
-
-
-def marker_settings(volume: Path) -> type[CanarySettings]:
-    class Marked(CanarySettings):
-        model_config = CanaryConfigDict(downward_api_dir=str(volume))
-        marker: int = annotation("marker", default=0)
-
-    return Marked
 
 
 def assert_chained(changes: list[tuple[int, int]]) -> None:

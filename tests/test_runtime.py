@@ -14,22 +14,18 @@ import pytest
 from pydantic import field_validator
 
 from canaryconf import CanaryConfigDict, CanarySettings, Change, annotation, live
-from canaryconf.testing import KubeletWriter, pod_files
-from conftest import DEADLINE, ForkedChild, read_child_line, wait_until, watcher_threads
+from canaryconf.testing import KubeletWriter
+from conftest import (
+    DEADLINE,
+    ForkedChild,
+    marked,
+    marker_settings,
+    read_child_line,
+    wait_until,
+    watcher_threads,
+)
 
 pytestmark = pytest.mark.usefixtures("no_watcher_left")
-
-
-def marked(n: int) -> dict[str, str | bytes]:
-    return pod_files(annotations={"marker": str(n)})
-
-
-def marker_settings(volume: Path) -> type[CanarySettings]:
-    class Marked(CanarySettings):
-        model_config = CanaryConfigDict(downward_api_dir=str(volume))
-        marker: int = annotation("marker", default=0)
-
-    return Marked
 
 
 def canaryconf_threads() -> list[threading.Thread]:

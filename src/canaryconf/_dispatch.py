@@ -204,23 +204,29 @@ class Dispatcher:
     def _drain(self, run: Callable[[Delivery], None]) -> None:
         token = _DRAINING.set(_DRAINING.get() | {id(self)})
         try:
-            while True:
-                with self._mutex:
-                    if not self._queue:
-                        self._draining = False
-                        return
-                    delivery = self._queue.popleft()
+            while (delivery := self._next()) is not None:
                 try:
                     with self._gate:
                         run(delivery)
                 finally:
                     delivery.finish(self._mutex)
         except BaseException:
-            with self._mutex:
-                self._draining = False
+            self._stop_draining()
             raise
         finally:
             _DRAINING.reset(token)
+
+    def _next(self) -> Delivery | None:
+        """The next delivery to run; None, and nobody draining, when the queue is empty."""
+        with self._mutex:
+            if self._queue:
+                return self._queue.popleft()
+            self._draining = False
+            return None
+
+    def _stop_draining(self) -> None:
+        with self._mutex:
+            self._draining = False
 
     def _run_sync(self, delivery: Delivery) -> None:
         for signal, receiver, kwargs in self._calls(delivery):
@@ -246,23 +252,17 @@ class Dispatcher:
             await waiter
         token = _DRAINING.set(_DRAINING.get() | {id(self)})
         try:
-            while True:
-                with self._mutex:
-                    if not self._queue:
-                        self._draining = False
-                        return
-                    delivery_now = self._queue.popleft()
+            while (next_one := self._next()) is not None:
                 try:
                     with self._gate:
-                        for signal, receiver, kwargs in self._calls(delivery_now):
+                        for signal, receiver, kwargs in self._calls(next_one):
                             outcome = self._call(signal, receiver, kwargs)
                             if inspect.isawaitable(outcome):
                                 await self._await(outcome, signal, receiver)
                 finally:
-                    delivery_now.finish(self._mutex)
+                    next_one.finish(self._mutex)
         except BaseException:
-            with self._mutex:
-                self._draining = False
+            self._stop_draining()
             raise
         finally:
             _DRAINING.reset(token)
