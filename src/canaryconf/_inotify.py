@@ -54,6 +54,10 @@ DIRECTORY_MASK = (
     | IN_MOVE_SELF
     | IN_ONLYDIR
 )
+#: What a watch on a volume the kubelet manages listens for: the rename onto ``..data``
+#: (its one commit point) and the directory going away. The kubelet's other steps (the new
+#: generation, its files, ``..data_tmp``, the old generation's removal) wake nobody.
+KUBELET_MASK = IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 #: Events after which the watch is gone and the directory must be watched anew.
 GONE_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 

@@ -4,8 +4,9 @@ Every backend is a coroutine that yields once per coalesced batch of changes:
 
 - ``inotify`` (Linux, default): the inotify descriptor is registered with the event loop
   (``loop.add_reader``), so an idle watcher costs nothing: no thread of its own, no timer,
-  no periodic wake-up. A rename onto ``..data`` (the kubelet's commit point) is reported at
-  once; other events are coalesced over ``debounce`` seconds.
+  no periodic wake-up. On a volume the kubelet manages it listens for the rename onto
+  ``..data`` (the kubelet's commit point) alone and reports it at once: one wake-up per
+  swap. On a plain directory any change is reported, coalesced over ``debounce`` seconds.
 - ``watchfiles`` (elsewhere, e.g. macOS development): ``watchfiles.awatch`` on the directory.
 - ``polling`` (``force_polling=True``, or when inotify is unavailable or out of watches):
   every ``poll_interval`` seconds compare the ``..data`` target, or for a plain directory
@@ -201,7 +202,13 @@ class DirectoryWatch:
             wakeup.set()
 
         try:
-            _inotify.add_directory_watch(fd, self.path)
+            # A volume the kubelet manages changes only by the rename onto ``..data``: watch
+            # for that alone (one wake-up per swap). A plain directory is watched for any
+            # change, until a ``..data`` commit shows the kubelet manages it after all.
+            kubelet = read_data_target(self.path) is not None
+            _inotify.add_directory_watch(
+                fd, self.path, _inotify.KUBELET_MASK if kubelet else _inotify.DIRECTORY_MASK
+            )
             loop.add_reader(fd, readable)
             self.ready.set()
             await self._notify()  # the directory may have changed before the watch existed
@@ -209,6 +216,11 @@ class DirectoryWatch:
                 await wakeup.wait()
                 wakeup.clear()
                 committed = self._take(pending)
+                if kubelet and not committed:
+                    continue  # a rename of something else: no news
+                if committed and not kubelet:
+                    kubelet = True
+                    _inotify.add_directory_watch(fd, self.path, _inotify.KUBELET_MASK)
                 if not committed and self.debounce > 0:
                     deadline = loop.time() + self.debounce
                     while not committed:
