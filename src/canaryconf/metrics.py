@@ -29,9 +29,9 @@ the metrics test guesses of a weak secret offline. Pods running the same effecti
 non-secret settings show the same digest. No label value ever holds a secret.
 
 The values live in the process that calls :func:`instrument` and are read at each scrape.
-Under a pre-fork server (gunicorn, uvicorn ``--workers``) every worker has its own; the
-"Metrics" section of ``docs/concepts.md`` says how to expose them (prometheus_client's
-multiprocess mode does not aggregate collectors like this one).
+Under a pre-fork server (gunicorn, uvicorn ``--workers``) every worker has its own;
+prometheus_client's multiprocess mode does not add up collectors like this one. The
+"Pre-fork servers" section of the automatic rollback recipe says how to expose them.
 
 ``import canaryconf`` never imports ``prometheus_client``; only this module does.
 """
