@@ -740,7 +740,10 @@ def test_sidecar_signals_a_process_on_each_validated_change(
             writer.write(canary_pod(**{f"{PREFIX}ratio": "0.5"}))
             sidecar.wait_for(": notified")
             deadline = time.monotonic() + 10
-            while not marker.exists() and time.monotonic() < deadline:
+            # the handler opens the file, then writes: wait for the line, not the file
+            while time.monotonic() < deadline and not (
+                marker.exists() and marker.read_text().endswith("\n")
+            ):
                 time.sleep(0.02)
             assert marker.read_text() == "HUP\n"
             sidecar.proc.send_signal(signal.SIGTERM)
