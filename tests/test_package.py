@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import logging
 import subprocess
 import sys
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -75,3 +78,27 @@ def test_an_adapter_without_its_extra_names_the_extra(
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ImportError: "), result.stderr
     assert f"pip install 'canaryconf[{extra}]'" in last_line
+
+
+def _dev_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "dev.py"
+    spec = importlib.util.spec_from_file_location("canaryconf_dev_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dev_script_installs_every_extra_for_the_tests() -> None:
+    """dev.py reads pyproject.toml without tomllib (it runs on 3.10): a new extra is
+    installed into every test environment without editing dev.py."""
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+
+    extras = _dev_script()._extras()
+
+    assert sorted(extras) == sorted(declared)
+    assert {"flask", "fastapi", "django", "prometheus"} <= set(extras)
