@@ -9,9 +9,9 @@
 
 1. ruff, ``mypy --strict`` and the whole test suite (docs build and e2e included) with the
    Python that runs this script, in ``.venv``;
-2. the suite without the slow ``e2e`` and ``stress`` tests and the docs build on every
-   other CPython from 3.10 to 3.13 found on this machine (``python3.X`` on PATH or a
-   pyenv version), each in ``.venv-3.X``; a missing one is reported and skipped;
+2. the suite without the slow ``e2e``, ``stress`` and ``slow`` tests and the docs build
+   on every other CPython from 3.10 to 3.13 found on this machine (``python3.X`` on PATH
+   or a pyenv version), each in ``.venv-3.X``; a missing one is reported and skipped;
 3. the same suite once more at the lowest versions that pyproject.toml allows for every
    dependency and extra, resolved by uv (``--resolution lowest-direct``) on the oldest
    Python found, in ``.venv-lowest``;
@@ -55,7 +55,7 @@ PROBE_TIMEOUT = 30
 SUPPORTED = ((3, 10), (3, 11), (3, 12), (3, 13))
 #: What the other interpreters and the lowest-versions run leave out: the slow markers and
 #: the docs build (its tools are in the ``docs`` group, installed in ``.venv`` only).
-FAST = "not e2e and not stress and not docs"
+FAST = "not e2e and not stress and not slow and not docs"
 
 
 class Failed(Exception):

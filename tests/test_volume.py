@@ -190,6 +190,7 @@ def fast_thread_switches() -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_thread_switches")
 def test_reader_never_sees_two_generations_or_a_missing_file(tmp_path: Path) -> None:
     # On a real disk (not tmpfs): there, removing the old generation is slow enough for a
