@@ -12,12 +12,15 @@ import os
 import re
 import select
 import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 
@@ -33,6 +36,38 @@ WATCHER = "canaryconf-watcher"
 
 #: How long :func:`wait_until` waits unless told otherwise, in seconds.
 DEADLINE = 5.0
+
+
+#: The uid and gid of ``nobody``, the unprivileged user some tests run a child as.
+NOBODY = 65534
+
+
+@pytest.fixture(scope="session")
+def as_nobody() -> dict[str, Any]:
+    """``subprocess`` options that run a child as ``nobody``; the test is skipped, with the
+    reason, when this process cannot switch user or when ``nobody`` cannot run this
+    interpreter and import canaryconf (a virtual environment under a 0700 home, say)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as another user")
+    options: dict[str, Any] = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import canaryconf"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"},
+            cwd="/",
+            timeout=60,
+            check=False,
+            **options,
+        )
+    except OSError as exc:
+        pytest.skip(f"user nobody cannot run {sys.executable}: {exc}")
+    if probe.returncode != 0:
+        pytest.skip(
+            f"user nobody cannot import canaryconf with {sys.executable}: {probe.stderr[-300:]}"
+        )
+    return options
 
 
 @pytest.fixture
@@ -230,6 +265,14 @@ class ForkedChild:
         finally:
             os.close(self._reports)
             os.close(self._go)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under ``tests/e2e/`` carries the ``e2e`` marker (``-m "not e2e"``)."""
+    e2e = Path(__file__).resolve().parent / "e2e"
+    for item in items:
+        if e2e in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 # -- a volume of numbered versions ------------------------------------------------------

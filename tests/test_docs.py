@@ -5,7 +5,8 @@
   (which is also on ``sys.path``). A block whose fence has ``title="pkg/mod.py"`` is
   written to that file instead, and must have been imported by the time the page ends.
   The only way to skip a block is a ``<!-- no-exec: reason -->`` line right before it.
-  A block titled ``Output`` right after a Python block must match what that block printed.
+  A block titled ``Output`` right after a Python block must match what that block printed
+  (whitespace normalised: long lines may be shown wrapped).
 - ``mkdocs build --strict`` succeeds, with every proxy pointed at a closed port so that a
   plugin that fetches anything fails the build: a broken link, a page missing from the
   nav or an API reference to something that no longer exists fails it.
@@ -56,6 +57,9 @@ CLOSED_PORT = "http://127.0.0.1:9"
 #: must match (``...`` stands for any text, as in doctest).
 OUTPUT_TITLE = "Output"
 _CHECKER = doctest.OutputChecker()
+#: ``...`` stands for any text; runs of whitespace, line breaks included, compare equal, so
+#: that a long printed line can be shown wrapped to fit the page.
+OUTPUT_OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 @dataclass
@@ -157,7 +161,7 @@ def run_page(page: Path) -> int:
         if (
             shown is not None
             and shown.attrs.get("title") == OUTPUT_TITLE
-            and not _CHECKER.check_output(shown.code, printed.getvalue(), doctest.ELLIPSIS)
+            and not _CHECKER.check_output(shown.code, printed.getvalue(), OUTPUT_OPTIONS)
         ):
             print(
                 f"{shown.where}: the Output block does not match what the block above"
@@ -244,25 +248,76 @@ def test_no_exec_markers_are_explained() -> None:
     assert not problems, "\n".join(problems)
 
 
+#: The widest line a code block may have: a 1280 px wide page shows about 90 characters
+#: of a code block (mkdocs-material, default font size) before it scrolls sideways.
+MAX_CODE_LINE = 88
+
+
+def test_code_blocks_fit_the_page() -> None:
+    """Code, commands, YAML and printed output are read without scrolling sideways."""
+    wide = [
+        f"{_rel(b.page)}:{b.line + offset}: {len(line)} characters"
+        for p in PAGES
+        for b in blocks(p)
+        for offset, line in enumerate(b.code.splitlines())
+        if len(line) > MAX_CODE_LINE
+    ]
+    assert not wide, f"lines over {MAX_CODE_LINE} characters:\n" + "\n".join(wide)
+
+
+def test_api_reference_starts_with_live_and_lists_every_public_name() -> None:
+    """The reference page lists ``canaryconf.__all__`` in reading order: ``live`` and the
+    settings class first, the errors last."""
+    import canaryconf
+
+    page = (DOCS / "reference" / "canaryconf.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^ {8}- (\w+)$", page, re.M)
+    assert sorted(listed) == sorted(canaryconf.__all__), "the list and __all__ differ"
+    assert listed[:3] == ["live", "CanarySettings", "CanaryConfigDict"]
+    first_error = listed.index("CanaryConfError")
+    errors = listed[first_error:]
+    assert all(
+        name == "FieldProblem" or issubclass(getattr(canaryconf, name), Exception)
+        for name in errors
+    ), errors
+    assert not any(
+        isinstance(getattr(canaryconf, name), type)
+        and issubclass(getattr(canaryconf, name), Exception)
+        for name in listed[:first_error]
+    )
+
+
 def test_python_is_not_hidden_in_unchecked_blocks() -> None:
     """Doctest-style ``pycon`` blocks would not run: write ```python."""
     bad = [b.where for p in PAGES for b in blocks(p) if b.lang in {"pycon", "pytb"}]
     assert not bad, f"use ```python blocks (they run): {bad}"
 
 
+def _find_spec(module: str) -> object:
+    try:
+        return importlib.util.find_spec(module)
+    except ModuleNotFoundError:  # its parent package is missing
+        return None
+
+
 # -- 2. mkdocs build --strict -----------------------------------------------------------------
 
 
+@pytest.mark.docs
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
-    missing = [
-        name
-        for name in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
-        if importlib.util.find_spec(name) is None
-    ]
+    # module to import -> distribution of the docs dependency group that provides it
+    tools = {
+        "mkdocs": "mkdocs",
+        "material": "mkdocs-material",
+        "mkdocstrings": "mkdocstrings",
+        "mkdocstrings_handlers.python": "mkdocstrings-python (mkdocstrings[python])",
+    }
+    missing = [dist for module, dist in tools.items() if _find_spec(module) is None]
     if missing:
         pytest.fail(
-            f"{', '.join(missing)} not installed: they are in the dev extra"
-            " (pip install -e '.[dev]')"
+            f"{', '.join(missing)} not installed: the docs build needs the 'docs' dependency"
+            " group of pyproject.toml (pip install --group docs, pip >= 25.1; python3 dev.py"
+            " test installs it), or deselect this test with -m 'not docs'"
         )
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "no_proxy": "", "NO_PROXY": ""}
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):

@@ -1,5 +1,5 @@
 """The fuzz targets of ``fuzz/`` run over the fixed corpus of ``tests/corpus/``, without
-atheris: the shared vectors that add coverage, hand-written malformed files, and every
+atheris: the Go-rendered vectors that add coverage, hand-written malformed files, and every
 input a fuzzing run found to crash (kept, once fixed, so that it stays fixed).
 
 One directory per target: ``tests/corpus/parse_map`` for ``targets.parse_map_target``,

@@ -399,6 +399,7 @@ def test_a_burst_of_swaps_converges_on_the_last_one_async(
     assert app.generation == podinfo.generation
 
 
+@pytest.mark.slow
 def test_no_reader_ever_sees_a_torn_snapshot(podinfo: KubeletWriter) -> None:
     def pair(marker: str) -> dict[str, str | bytes]:
         return pod_files(annotations={f"{PREFIX}marker-a": marker, f"{PREFIX}marker-b": marker})

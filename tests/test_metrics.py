@@ -153,6 +153,41 @@ def test_reloads_success_and_config_info_over_http(
     assert info["role"] == "stable"
 
 
+def test_reload_durations_are_a_histogram(
+    volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
+) -> None:
+    """Every reload, whatever its result, is one observation of how long it took; the
+    buckets are cumulative and end with +Inf, so histogram_quantile() works on them."""
+    podinfo, _ = volumes
+    _, samples = scrape(metrics_url)
+    assert samples[("canaryconf_reload_duration_seconds_count", ())] == 0
+
+    results = []
+    for marker in range(3):
+        podinfo.write(_pod(db_url=f"postgres://db-{marker}/app"))
+        results.append(settings.reload())
+    podinfo.write(_pod(ratio="3"))
+    results.append(settings.reload())
+    results.append(settings.reload())
+
+    assert [r.status for r in results] == ["applied"] * 3 + ["failed", "failed"]
+    text, samples = scrape(metrics_url)
+    assert "# TYPE canaryconf_reload_duration_seconds histogram" in text
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == "canaryconf_reload_duration_seconds_bucket"
+    )
+    assert buckets[-1] == (float("inf"), len(results))
+    counts = [value for _, value in buckets]
+    assert counts == sorted(counts), "buckets are cumulative"
+    assert samples[("canaryconf_reload_duration_seconds_count", ())] == len(results)
+    total = sum(r.duration for r in results)
+    assert samples[("canaryconf_reload_duration_seconds_sum", ())] == pytest.approx(total)
+    slowest = max(r.duration for r in results)
+    assert all(count == len(results) for bound, count in buckets if bound >= slowest)
+
+
 def test_label_values_never_carry_secrets(
     volumes: tuple[KubeletWriter, KubeletWriter], settings: LiveSettings[Any], metrics_url: str
 ) -> None:

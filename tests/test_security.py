@@ -378,6 +378,7 @@ class Lines:
         raise AssertionError(f"{needle!r} never came; got {''.join(self.seen)!r}")
 
 
+@pytest.mark.slow
 def test_secrets_never_appear_in_cli_output(pod: Pod, tmp_path: Path) -> None:
     secrets = Secrets()
     pod.write(

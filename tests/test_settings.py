@@ -273,6 +273,31 @@ def test_rollout_role_label_is_configurable(podinfo: KubeletWriter) -> None:
     assert info.is_canary
 
 
+def test_generic_and_optional_fields_beside_rollout_info(podinfo: KubeletWriter) -> None:
+    """Parametrised builtins in a union (``dict[str, int] | None``) are plain fields: on
+    Python 3.10 they pass ``isinstance(..., type)`` and once made the rollout check raise
+    TypeError, reported as a validator error of the whole class."""
+    _write_pod(
+        podinfo,
+        labels={"role": "canary"},
+        annotations={f"{PREFIX}limits": '{"cpu": 2}', f"{PREFIX}tags": '["a", "b"]'},
+    )
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path, annotation_prefix=PREFIX)
+        limits: dict[str, int] | None = None
+        tags: list[str] | None = None
+        weights: dict[str, float] = {}
+        rollout: RolloutInfo | None = None
+
+    settings = Settings()
+
+    assert settings.limits == {"cpu": 2}
+    assert settings.tags == ["a", "b"]
+    assert settings.weights == {}
+    assert settings.rollout is not None and settings.rollout.is_canary
+
+
 def test_rollout_role_flips_with_a_new_generation(podinfo: KubeletWriter) -> None:
     class Settings(CanarySettings):
         model_config = CanaryConfigDict(downward_api_dir=podinfo.path)

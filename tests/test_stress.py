@@ -66,7 +66,7 @@ from canaryconf import (
 )
 from canaryconf._watch import active_watches
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
-from conftest import ForkedChild, make_wait_until, read_child_line, watcher_threads
+from conftest import NOBODY, ForkedChild, make_wait_until, read_child_line, watcher_threads
 
 pytestmark = [pytest.mark.stress, pytest.mark.usefixtures("no_live_settings_left")]
 
@@ -742,29 +742,6 @@ def world_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-NOBODY = 65534
-
-
-@pytest.fixture(scope="module")
-def as_nobody() -> dict[str, Any]:
-    """Popen options that run a child as nobody, once it is known that nobody can import
-    canaryconf from here (a checkout in a private directory cannot)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run a process as another user")
-    options: dict[str, Any] = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
-    probe = subprocess.run(
-        [sys.executable, "-c", "import canaryconf"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"},
-        check=False,
-        **options,
-    )
-    if probe.returncode != 0:
-        pytest.skip(f"nobody cannot run canaryconf from this checkout: {probe.stderr[-300:]}")
-    return options
 
 
 @pytest.mark.parametrize("options", BACKENDS[:2])

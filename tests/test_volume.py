@@ -13,6 +13,7 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +31,6 @@ from canaryconf import (
 )
 from canaryconf.testing import KubeletWriter, pod_files
 from conftest import GENERATION_RE
-
-NOBODY = 65534
 
 
 def _payload(marker: str) -> dict[str, str | bytes]:
@@ -192,6 +191,7 @@ def fast_thread_switches() -> Iterator[None]:
         sys.setswitchinterval(old)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_thread_switches")
 def test_reader_never_sees_two_generations_or_a_missing_file(tmp_path: Path) -> None:
     # On a real disk (not tmpfs): there, removing the old generation is slow enough for a
@@ -401,13 +401,15 @@ def _unreadable_volume(base: Path) -> Path:
     return unreadable
 
 
-def test_unreadable_file_names_the_file() -> None:
+def test_unreadable_file_names_the_file(request: pytest.FixtureRequest) -> None:
+    # root reads anything: then the read is made by an unprivileged user (or skipped)
+    as_nobody = request.getfixturevalue("as_nobody") if os.geteuid() == 0 else None
     base = Path(tempfile.mkdtemp(prefix="canaryconf-perm-", dir="/tmp"))
     try:
         base.chmod(0o755)  # so that uid 65534 can reach the volume
         unreadable = _unreadable_volume(base)
         volume = unreadable.parent.parent
-        if os.geteuid() != 0:
+        if as_nobody is None:
             with pytest.raises(VolumePermissionError) as info:
                 read_volume(volume)
             error = {
@@ -416,8 +418,8 @@ def test_unreadable_file_names_the_file() -> None:
                 "message": str(info.value),
                 "is_permission_error": isinstance(info.value, PermissionError),
             }
-        else:  # root reads anything: ask an unprivileged user
-            error = _read_as_nobody(volume)
+        else:
+            error = _read_as_nobody(volume, as_nobody)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -430,7 +432,7 @@ def test_unreadable_file_names_the_file() -> None:
     assert "hunter2" not in error["message"]
 
 
-def _read_as_nobody(volume: Path) -> dict[str, object]:
+def _read_as_nobody(volume: Path, as_nobody: dict[str, Any]) -> dict[str, object]:
     code = textwrap.dedent(
         """
         import json, sys
@@ -450,14 +452,12 @@ def _read_as_nobody(volume: Path) -> dict[str, object]:
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(volume)],
-        user=NOBODY,
-        group=NOBODY,
-        extra_groups=[],
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
         cwd="/",
+        **as_nobody,
     )
     assert result.returncode == 0, result.stderr
     decoded: dict[str, object] = json.loads(result.stdout)

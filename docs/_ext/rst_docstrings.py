@@ -22,7 +22,9 @@ from typing import Any
 
 import griffe
 
-_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|data|mod|exc|obj|const):`(~?)([^`]+)`")
+_ROLE = re.compile(
+    r":(?:py:)?(?:class|meth|func|attr|data|mod|exc|obj|const):`(~?)([^`]+)`"
+)
 _TABLE_BORDER = re.compile(r"^\s*=+(?: +=+)+\s*$")
 _CODE_BLOCK = re.compile(r"^(\s*)\.\. code-block::\s*(\w*)\s*$")
 _DOCTEST_DIRECTIVE = re.compile(r"\s*# doctest:.*$")
@@ -73,7 +75,9 @@ def convert(text: str) -> str:
         if stripped.startswith(">>>"):
             session: list[str] = []
             while i < len(lines) and lines[i].strip():
-                session.append(_DOCTEST_DIRECTIVE.sub("", lines[i][len(indent) :].rstrip()))
+                session.append(
+                    _DOCTEST_DIRECTIVE.sub("", lines[i][len(indent) :].rstrip())
+                )
                 i += 1
             out.extend(_fence(indent, "pycon", session))
             continue
@@ -91,13 +95,15 @@ def convert(text: str) -> str:
                 i = after
                 continue
         if _TABLE_BORDER.match(line):
-            # A simple table ends at a border line followed by a blank line (or the end).
+            # A simple table ends at a border line followed by a blank line (or EOF).
             table = [line[len(indent) :]]
             i += 1
             while i < len(lines):
                 table.append(lines[i][len(indent) :].replace("``", ""))
                 i += 1
-                if _TABLE_BORDER.match(lines[i - 1]) and (i == len(lines) or not lines[i].strip()):
+                if _TABLE_BORDER.match(lines[i - 1]) and (
+                    i == len(lines) or not lines[i].strip()
+                ):
                     break
             out.extend(_fence(indent, "text", table))
             continue

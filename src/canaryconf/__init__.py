@@ -3,6 +3,8 @@
 >>> from canaryconf import CanarySettings, annotation, label
 """
 
+import logging
+
 from pydantic import BaseModel
 
 from canaryconf._errors import (
@@ -34,7 +36,11 @@ from canaryconf.rollout import RolloutInfo
 from canaryconf.settings import CanaryConfigDict, CanarySettings, redacted_dump
 from canaryconf.volume import VolumeSnapshot, read_volume
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place: pyproject.toml reads it at build time
+
+# A library's convention: no output unless the application configures logging. Records
+# still propagate to the application's handlers (warnings of rejected versions included).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "CanaryConfError",

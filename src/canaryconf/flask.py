@@ -30,8 +30,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
-from werkzeug.local import LocalProxy
+try:
+    from flask import Blueprint, Flask, Response, current_app, has_request_context, jsonify, request
+    from werkzeug.local import LocalProxy
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("canaryconf.flask needs Flask: pip install 'canaryconf[flask]'") from exc
 
 from canaryconf import CanarySettings, LiveSettings, PinnedSettings, _web
 

@@ -12,6 +12,8 @@ One call registers them for a :class:`~canaryconf.LiveSettings`::
 =================================================  ==========================================
 ``canaryconf_reloads_total{result}``               reloads by outcome: ``applied``,
                                                    ``unchanged``, ``failed``
+``canaryconf_reload_duration_seconds``             histogram of how long reloads took (read,
+                                                   parse, validate, swap; handlers excluded)
 ``canaryconf_last_reload_timestamp_seconds``       when the last reload ran (Unix time)
 ``canaryconf_last_reload_success``                 1 when the last reload succeeded, 0 when it
                                                    rejected a new version (the last good
@@ -26,12 +28,19 @@ that one covers the bytes of Secret files, and publishing it would let anyone wh
 the metrics test guesses of a weak secret offline. Pods running the same effective,
 non-secret settings show the same digest. No label value ever holds a secret.
 
+The values live in the process that calls :func:`instrument` and are read at each scrape.
+Under a pre-fork server (gunicorn, uvicorn ``--workers``) every worker has its own;
+prometheus_client's multiprocess mode does not add up collectors like this one. The
+"Pre-fork servers" section of the automatic rollback recipe says how to expose them.
+
 ``import canaryconf`` never imports ``prometheus_client``; only this module does.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -43,7 +52,12 @@ from typing import Any
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
     from prometheus_client import start_http_server as _start_http_server
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -65,6 +79,9 @@ __all__ = [
 ]
 
 RESULTS = ("applied", "unchanged", "failed")
+#: Upper bounds of the reload duration buckets, in seconds. A reload of a few small files
+#: takes about a millisecond; tens of milliseconds means large volumes or a slow disk.
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class _SettingsCollector(Collector):
@@ -76,6 +93,8 @@ class _SettingsCollector(Collector):
         self._namespace = namespace
         self._lock = threading.Lock()
         self.reloads = dict.fromkeys(RESULTS, 0)
+        self.duration_counts = [0] * (len(DURATION_BUCKETS) + 1)  # the last one: +Inf
+        self.duration_sum = 0.0
         self.handler_errors: dict[str, int] = {}
         self.last_timestamp = time.time()
         self.last_success = 1.0
@@ -88,6 +107,8 @@ class _SettingsCollector(Collector):
             self.reloads[result.status] = self.reloads.get(result.status, 0) + 1
             self.last_timestamp = result.timestamp
             self.last_success = 0.0 if result.failed else 1.0
+            self.duration_counts[bisect.bisect_left(DURATION_BUCKETS, result.duration)] += 1
+            self.duration_sum += result.duration
 
     def handler_failed(self, handler: str) -> None:
         with self._lock:
@@ -110,12 +131,21 @@ class _SettingsCollector(Collector):
             reloads = dict(self.reloads)
             errors = dict(self.handler_errors)
             timestamp, success = self.last_timestamp, self.last_success
+            duration_counts, duration_sum = list(self.duration_counts), self.duration_sum
         family = CounterMetricFamily(
             f"{ns}_reloads", "Reloads of the live settings, by result.", labels=["result"]
         )
         for result in RESULTS:
             family.add_metric([result], reloads.get(result, 0))
         yield family
+        cumulative = list(itertools.accumulate(duration_counts))
+        bounds = [*(repr(float(b)) for b in DURATION_BUCKETS), "+Inf"]
+        yield HistogramMetricFamily(
+            f"{ns}_reload_duration_seconds",
+            "Time a reload took: read, parse, validate and swap (handlers not included).",
+            buckets=list(zip(bounds, cumulative, strict=True)),
+            sum_value=duration_sum,
+        )
         yield GaugeMetricFamily(
             f"{ns}_last_reload_timestamp_seconds",
             "Unix time of the last reload (of the first load before any reload).",
@@ -151,6 +181,7 @@ class _SettingsCollector(Collector):
         ns = self._namespace
         return [
             CounterMetricFamily(f"{ns}_reloads", "", labels=["result"]),
+            HistogramMetricFamily(f"{ns}_reload_duration_seconds", ""),
             GaugeMetricFamily(f"{ns}_last_reload_timestamp_seconds", ""),
             GaugeMetricFamily(f"{ns}_last_reload_success", ""),
             CounterMetricFamily(f"{ns}_handler_errors", "", labels=["handler"]),

@@ -40,6 +40,11 @@ Importing ``canaryconf`` never imports Django; only ``canaryconf.django`` does.
 
 from __future__ import annotations
 
+try:
+    import django  # noqa: F401  (the extra's check, before any submodule imports it)
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("canaryconf.django needs Django: pip install 'canaryconf[django]'") from exc
+
 from canaryconf._live import PinnedSettings
 from canaryconf.django._runtime import get_live_settings, pin
 from canaryconf.django.signals import settings_changed

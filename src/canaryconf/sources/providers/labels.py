@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import types
+from typing import Any, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
@@ -16,8 +17,20 @@ __all__ = ["LabelsSource", "is_rollout_field"]
 
 def is_rollout_field(field: FieldInfo) -> bool:
     """True for a field typed :class:`RolloutInfo` (or ``RolloutInfo | None``)."""
-    candidates = getattr(field.annotation, "__args__", None) or (field.annotation,)
-    return any(isinstance(c, type) and issubclass(c, RolloutInfo) for c in candidates)
+    annotation = field.annotation
+    union = get_origin(annotation) in (Union, types.UnionType)
+    candidates = get_args(annotation) if union else (annotation,)
+    return any(_is_rollout_class(c) for c in candidates)
+
+
+def _is_rollout_class(candidate: object) -> bool:
+    # On Python 3.10 a parametrised builtin such as ``dict[str, int]`` passes
+    # ``isinstance(..., type)``, and then ``issubclass`` raises TypeError.
+    return (
+        isinstance(candidate, type)
+        and not get_args(candidate)
+        and issubclass(candidate, RolloutInfo)
+    )
 
 
 class LabelsSource(VolumeSource):
