@@ -5,7 +5,7 @@
 
 import logging
 
-from pydantic import BaseModel
+from pydantic import BaseModel as _BaseModel
 
 from canaryconf._errors import (
     CanaryConfError,
@@ -86,7 +86,7 @@ def _public_module() -> None:
         module = getattr(obj, "__module__", "")
         if not module.startswith("canaryconf._"):
             continue
-        if isinstance(obj, type) and issubclass(obj, BaseModel):
+        if isinstance(obj, type) and issubclass(obj, _BaseModel):
             continue
         obj.__module__ = __name__
 
