@@ -22,7 +22,7 @@ What the parser accepts beyond what the kubelet writes (hand-written files, test
   character except raw control characters (no Unicode printability table is involved).
 
 Empty lines are rejected (the kubelet never writes them), except for the single trailing
-newline. Malformed input raises :class:`~canaryconf._errors.DownwardAPIFormatError`, a
+newline. Malformed input raises :class:`~canaryconf.DownwardAPIFormatError`, a
 :class:`ValueError`, naming the source, the 1-based line and the key when known, and never any
 part of a value: values can be secrets.
 
@@ -385,7 +385,7 @@ def parse_map(text: str | bytes, *, source: str | None = None) -> dict[str, str]
     >>> parse_map('app=shop', source='labels')
     Traceback (most recent call last):
         ...
-    canaryconf._errors.DownwardAPIFormatError: labels, line 1, key 'app': value does not start \
+    canaryconf.DownwardAPIFormatError: labels, line 1, key 'app': value does not start \
 with a double quote right after '='
     """
     if isinstance(text, str):
