@@ -9,14 +9,22 @@ from typing import Any
 from pydantic.fields import FieldInfo
 
 from canaryconf._fields import FieldMapping
+from canaryconf.downward import decode_text
 from canaryconf.sources.base import Origin, VolumeSource, config_value
 
 __all__ = ["PodFieldsSource"]
 
 
 class PodFieldsSource(VolumeSource):
-    """Fields declared with ``pod_field(...)`` or ``resource(...)``: the raw file content
-    (the kubelet writes no newline; one written by hand is dropped)."""
+    """Fields declared with ``pod_field(...)`` or ``resource(...)``: the file content exactly
+    as the kubelet wrote it (no newline is added, so none is removed: a PEM annotation keeps
+    its final ``\\n``), decoded as Go does (one U+FFFD per invalid byte).
+
+    An empty file means "absent": the kubelet writes one for a
+    ``metadata.labels['k']``/``metadata.annotations['k']`` item whose key the pod lacks, so
+    the field keeps its default. A label or annotation explicitly set to ``""`` cannot be
+    told apart from a missing one, and also gives the default.
+    """
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
@@ -27,7 +35,7 @@ class PodFieldsSource(VolumeSource):
         if directory is None:
             return None
         snapshot = self.context.volume(os.fspath(directory))
-        if snapshot is None or mapping.key not in snapshot.files:
+        data = None if snapshot is None else snapshot.files.get(mapping.key)
+        if snapshot is None or not data:
             return None
-        text = snapshot.files[mapping.key].decode("utf-8", errors="replace")
-        return text.removesuffix("\n"), Origin(snapshot.file_path(mapping.key), mapping.key)
+        return decode_text(data), Origin(snapshot.file_path(mapping.key), mapping.key)
