@@ -27,6 +27,7 @@ from canaryconf._cli.common import (
     EXIT_VOLUME,
     CliError,
     as_cli_error,
+    source_options,
 )
 from canaryconf._errors import CanaryConfError, VolumeError
 
@@ -106,18 +107,7 @@ def _volume_options(parser: argparse.ArgumentParser, *, dir_required: bool = Fal
     else:
         parser.add_argument("dir", metavar="DIR", nargs="?", help=DIR_HELP)
     parser.add_argument("--settings", metavar="MODULE:CLASS", help=SETTINGS_HELP)
-    parser.add_argument(
-        "--configmap-dir",
-        metavar="DIR",
-        action="append",
-        help="a ConfigMap volume directory (repeatable; default: the settings class's)",
-    )
-    parser.add_argument(
-        "--secrets-dir",
-        metavar="DIR",
-        action="append",
-        help="a Secret volume directory, never shown (repeatable; default: the class's)",
-    )
+    source_options(parser)  # --configmap-dir, --secrets-dir, ... from the source registry
 
 
 def _watch_options(parser: argparse.ArgumentParser) -> None:
