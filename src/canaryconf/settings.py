@@ -19,7 +19,7 @@ from pydantic import PrivateAttr, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from canaryconf._errors import FieldProblem, SettingsValidationError
+from canaryconf._errors import FieldProblem, SettingsValidationError, VolumeError
 from canaryconf._fields import field_mapping, is_secret_field
 from canaryconf.sources import providers as _providers  # noqa: F401  (registers the kinds)
 from canaryconf.sources.base import (
@@ -117,6 +117,8 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
+        except VolumeError:
+            raise  # a volume that cannot be read: its message names a path, never a value
         except Exception as exc:
             # pydantic passes on as it is what a validator raised if it is not a ValueError
             # or an AssertionError (a KeyError from a lookup, a TypeError): its message can
