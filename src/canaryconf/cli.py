@@ -325,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "demo",
         "a canary release and live settings, side by side",
-        "Play the simulated canary release in a temporary directory while the example"
-        " settings class (canaryconf.demo_settings.ShopSettings) follows it live: each"
-        " change, hook call, rejected version and the promotion, as they happen. Needs no"
-        " cluster and no configuration; ends by itself.",
+        "Play the simulated canary release in a temporary directory with a stable pod of"
+        " revision A and a canary pod of revision B, each followed live by the example"
+        " settings class (canaryconf.demo_settings.ShopSettings): each change, hook call,"
+        " rejected version, the promotion and the pods scaled down, as they happen. Needs"
+        " no cluster and no configuration; ends by itself.",
         "canaryconf._cli.demo:cmd_demo",
     )
     demo.add_argument("--fast", action="store_true", help="short steps (0.25s), for CI")
