@@ -26,6 +26,7 @@ from canaryconf import (
     redacted_dump,
     secret,
 )
+from canaryconf._cli.common import Redaction
 from canaryconf.settings import secret_fields
 from canaryconf.sources.base import read_settings_volume
 from canaryconf.testing import File, KubeletWriter, format_map
@@ -193,6 +194,10 @@ def test_plain_fields_fed_by_secret_items_are_secret(projected: KubeletWriter) -
     dumped = redacted_dump(s)
     assert dumped["db_password"] == dumped["api_token"] == "**********"
     assert dumped["db_url"] == "postgres://canary-db/app"  # a ConfigMap item stays visible
+    # The CLI hides the Secret items' files too.
+    redaction = Redaction(cls)
+    assert redaction.file(str(projected.path), "db-password", SECRET_VALUE) == "**********"
+    assert redaction.file(str(projected.path), "db-url", "postgres://x") == "postgres://x"
 
 
 def test_a_projected_volume_reloads_from_one_generation(projected: KubeletWriter) -> None:

@@ -50,7 +50,7 @@ def printable_from_isprint_go(text: str) -> set[int]:
         for lo, hi in zip(ranges[::2], ranges[1::2], strict=True):
             printable.update(range(lo, hi + 1))
     printable.difference_update(tables["isNotPrint16"])
-    # Go applies the 32-bit exceptions (stored minus 0x10000) below 0x20000 only.
+    # The 32-bit exceptions are stored minus 0x10000 (so they all lie below 0x20000).
     printable.difference_update(0x10000 + x for x in tables["isNotPrint32"])
     return printable
 
