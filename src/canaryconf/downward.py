@@ -786,7 +786,10 @@ def _quote_char(char: str, unicode_version: str) -> str:
 def _quote_chunk(chunk: str, unicode_version: str) -> str:
     if go_printable(chunk, unicode_version):
         return chunk
-    return "".join(_quote_char(char, unicode_version) for char in chunk)
+    # Only the characters the table rejects go through _quote_char, one regex pass.
+    return _go_not_printable(unicode_version).sub(
+        lambda match: _quote_char(match.group(), unicode_version), chunk
+    )
 
 
 def quote(value: str, *, unicode_version: str = GO_UNICODE_VERSION) -> str:

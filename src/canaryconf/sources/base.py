@@ -203,13 +203,13 @@ def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> Vo
 
 
 def downward_dirs(settings_cls: type[BaseSettings]) -> list[str]:
-    """Where downward files are looked for: ``downward_api_dir``, then ``projected_dirs``."""
-    return list(
-        dict.fromkeys(
-            as_dirs(config_value(settings_cls, "downward_api_dir"))
-            + as_dirs(config_value(settings_cls, "projected_dirs"))
-        )
-    )
+    """Where downward files are looked for: ``downward_api_dir``, then the directories of
+    the selective kinds (``projected_dirs``: a projected volume can hold downward items)."""
+    dirs = as_dirs(config_value(settings_cls, "downward_api_dir"))
+    for source in _REGISTRY:
+        if source.selective:
+            dirs.extend(source.dirs(settings_cls))
+    return list(dict.fromkeys(dirs))
 
 
 def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
