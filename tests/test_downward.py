@@ -738,6 +738,17 @@ def test_vectors_render_with_current_tables_except_newly_printable_code_points()
     print(f"{differing} vectors render differently with Unicode 15.0.0 tables")
 
 
+def test_go_127_table_adds_unicode_16_and_17() -> None:
+    # U+1FAE9 (Unicode 16.0) is escaped by Go 1.21-1.26 and kept by Go 1.27 (Unicode 17).
+    assert quote("\U0001fae9") == '"\\U0001fae9"'
+    assert quote("\U0001fae9", unicode_version="17.0.0") == '"\U0001fae9"'
+    assert not any(
+        downward.go_printable(chr(code)) and not downward.go_printable(chr(code), "17.0.0")
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+    )
+
+
 def test_unknown_unicode_version_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"no Go printability table for Unicode 9\.0\.0"):
         quote("\u00e9\u200b", unicode_version="9.0.0")

@@ -10,15 +10,19 @@ Each table is given on the command line as ``UNICODE_VERSION=SOURCE``, where ``S
 
 * the path of a Go release's ``src/strconv/isprint.go`` (its four range and exception
   tables are read; Go's own code is not copied anywhere), or
-* ``unicodedata2``: the categories of the installed ``unicodedata2`` package, whose Unicode
-  version must be ``UNICODE_VERSION``. Go's ``IsPrint`` is "category L, M, N, P or S, or the
+* ``unicodedata2`` (or ``unicodedata2:PYTHON``, run by another interpreter): the
+  categories of the installed ``unicodedata2`` package, whose Unicode version must be
+  ``UNICODE_VERSION``. Go's ``IsPrint`` is "category L, M, N, P or S, or the
   ASCII space" (``unicode.IsPrint``, which ``makeisprint.go`` turns into ``isprint.go``), so
   this gives the same table as that release's ``isprint.go``.
 
 Usage (Go 1.19's tables are those of Debian's ``golang-1.19-src`` package)::
 
     python tools/gen_goprint.py --output src/canaryconf/_goprint.py \\
-        13.0.0=/usr/share/go-1.19/src/strconv/isprint.go 15.0.0=unicodedata2
+        13.0.0=/usr/share/go-1.19/src/strconv/isprint.go \\
+        15.0.0=unicodedata2:/tmp/ud15/bin/python 17.0.0=unicodedata2:/tmp/ud17/bin/python
+
+(each interpreter with ``pip install unicodedata2==<version>``).
 
 With ``--compare A B`` it prints how many code points two sources disagree on instead.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from collections.abc import Iterable
 
@@ -71,6 +76,12 @@ def printable_from_unicodedata2(version: str) -> set[int]:
 def load(version: str, source: str) -> set[int]:
     if source == "unicodedata2":
         return printable_from_unicodedata2(version)
+    if source.startswith("unicodedata2:"):
+        command = [source.partition(":")[2], __file__, "--print-encoded", version]
+        encoded = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=600
+        ).stdout.strip()
+        return decode(encoded)
     with open(source, encoding="utf-8") as file:
         return printable_from_isprint_go(file.read())
 
@@ -94,6 +105,18 @@ def encode(points: set[int]) -> str:
         parts.append(f"{_b36(lo - previous)}+{_b36(hi - lo)}")
         previous = hi
     return ",".join(parts)
+
+
+def decode(encoded: str) -> set[int]:
+    """The inverse of :func:`encode`."""
+    points: set[int] = set()
+    end = 0
+    for pair in encoded.split(","):
+        gap, length = pair.split("+")
+        start = end + int(gap, 36)
+        end = start + int(length, 36)
+        points.update(range(start, end + 1))
+    return points
 
 
 def _b36(number: int) -> str:
@@ -134,19 +157,23 @@ def render(tables: dict[str, tuple[str, set[int]]]) -> str:
 
 
 def _describe(source: str) -> str:
-    if source == "unicodedata2":
+    if source.startswith("unicodedata2"):
         return "the unicodedata2 package's categories (L, M, N, P, S and the ASCII space)"
     return "the tables of a Go release's ``strconv/isprint.go``"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tables", nargs="+", metavar="VERSION=SOURCE")
+    parser.add_argument("tables", nargs="*", metavar="VERSION=SOURCE")
+    parser.add_argument("--print-encoded", metavar="VERSION", help=argparse.SUPPRESS)
     parser.add_argument("--output", help="the module to write (default: print it)")
     parser.add_argument(
         "--compare", action="store_true", help="count the code points two tables disagree on"
     )
     args = parser.parse_args(argv)
+    if args.print_encoded:
+        print(encode(printable_from_unicodedata2(args.print_encoded)))
+        return 0
     tables: dict[str, tuple[str, set[int]]] = {}
     for spec in args.tables:
         version, _, source = spec.partition("=")

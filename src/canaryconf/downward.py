@@ -725,8 +725,9 @@ _BAD_KEY_RE = re.compile(r"[=\x00-\x1f\x7f\ud800-\udfff]")
 
 
 #: The Unicode version of Go's printability table that :func:`quote` and :func:`format_map`
-#: use by default: Go 1.21 and later (the releases current kubelets are built with) have
-#: Unicode 15.0.0 tables. ``"13.0.0"`` gives what kubelets built with Go 1.16 to 1.20 wrote.
+#: use by default: Go 1.21 to 1.26 (the releases kubelets in service are built with) have
+#: Unicode 15.0.0 tables. ``"17.0.0"`` renders as Go 1.27 and later; ``"13.0.0"`` as Go
+#: 1.16 to 1.20.
 GO_UNICODE_VERSION = "15.0.0"
 
 
