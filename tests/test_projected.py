@@ -19,7 +19,6 @@ import pytest
 from canaryconf import (
     CanaryConfigDict,
     CanarySettings,
-    VolumePermissionError,
     label,
     live,
     pod_field,
@@ -30,6 +29,7 @@ from canaryconf._cli.common import Redaction
 from canaryconf.settings import secret_fields
 from canaryconf.sources.base import read_settings_volume
 from canaryconf.testing import File, KubeletWriter, format_map
+from conftest import read_child_line
 
 NOBODY = 65534
 SECRET_VALUE = "hunter2-5ecr3t"
@@ -222,15 +222,53 @@ def test_only_the_files_fields_need_are_read(projected: KubeletWriter) -> None:
     assert set(snapshot.files) == {"labels", "name", "db-url", "db-password"}
 
 
-def test_a_class_needing_the_unreadable_item_keeps_the_last_good_settings(
-    projected: KubeletWriter,
+def test_an_item_becoming_unreadable_keeps_the_last_good_settings(
+    projected: KubeletWriter, as_nobody: None
 ) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file whatever its mode")
-    settings = live(_settings_for(projected.path))
-    projected.write({**_payload(password="new"), "db-password": File("new", mode=0o000)})
-    result = settings.reload()
-    assert result.status == "failed"
-    assert settings.db_password == SECRET_VALUE
-    with pytest.raises(VolumePermissionError):
-        _settings_for(projected.path)()
+    # The Secret item is readable (0444) when the pod starts, then an update makes it 0400:
+    # the reload fails with the stable path, and the application keeps its settings.
+    # (A new value: the kubelet, like KubeletWriter, rewrites nothing for a mode change.)
+    projected.write({**_payload(), "db-password": File("first-5ecr3t", mode=0o444)})
+    script = _settings_source(projected.path) + textwrap.dedent(
+        """
+        import sys
+        from canaryconf import live
+        settings = live(NeedsSecret)
+        print(settings.db_password == "first-5ecr3t", flush=True)
+        sys.stdin.readline()
+        result = settings.reload()
+        print(result.status, flush=True)
+        print(settings.db_password == "first-5ecr3t", settings.db_url, flush=True)
+        print(settings.last_error, flush=True)
+        """
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        first = read_child_line(child.stdout.fileno(), timeout=60)
+        if first != "True":
+            child.kill()
+            pytest.fail(f"child said {first!r}: {child.communicate(timeout=10)[1]}")
+        projected.write(_payload(password="rotated", db_url="postgres://other-db/app"))
+        out, err = child.communicate("go\n", timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == 0, err
+    status, kept, error = out.splitlines()[:3]
+    assert status == "failed"
+    assert kept == "True postgres://canary-db/app"  # nothing of the new version applied
+    assert str(projected.path / "db-password") in error
+    assert "rotated" not in out + err and "first-5ecr3t" not in out + err
