@@ -20,9 +20,10 @@ Usage (Go 1.19's tables are those of Debian's ``golang-1.19-src`` package)::
 
     python tools/gen_goprint.py --output src/canaryconf/_goprint.py \\
         13.0.0=/usr/share/go-1.19/src/strconv/isprint.go \\
-        15.0.0=unicodedata2:/tmp/ud15/bin/python 17.0.0=unicodedata2:/tmp/ud17/bin/python
+        15.0.0=unicodedata2:PYTHON_15 17.0.0=unicodedata2:PYTHON_17
 
-(each interpreter with ``pip install unicodedata2==<version>``).
+(``PYTHON_15`` and ``PYTHON_17``: interpreters of virtual environments with
+``pip install unicodedata2==15.0.0`` and ``==17.0.0``).
 
 With ``--compare A B`` it prints how many code points two sources disagree on instead.
 """
