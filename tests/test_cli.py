@@ -7,6 +7,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -811,47 +812,70 @@ def test_simulate_abort_goes_back_to_revision_a(tmp_path: Path) -> None:
     assert labels == {"app": "shop", "role": "stable", "rollouts-pod-template-hash": "6d8f7c9b5"}
 
 
-def _columns(out: str) -> tuple[str, str]:
-    """The rollout and app columns of the demo's output, each as one line of text."""
-    left, right = [], []
+def _columns(out: str) -> tuple[str, str, str]:
+    """The rollout, stable-pod and canary-pod columns of the demo's output, each as one
+    string without white space (a column wraps words anywhere)."""
+    columns: list[list[str]] = [[], [], []]
     for line in out.splitlines():
-        before, bar, after = line.partition(" |")
-        if bar:
-            left.append(before[8:].strip())
-            right.append(after.strip())
-    return " ".join(left), " ".join(right)
+        cells = re.split(r" \|(?: |$)", line[8:])
+        if len(cells) > 1 and not line.startswith("-"):
+            for index, cell in enumerate(cells[:3]):
+                columns[index].append(cell)
+    rollout, stable, canary = ("".join("".join(c).split()) for c in columns)
+    return rollout, stable, canary
 
 
-def test_demo_fast_runs_to_completion() -> None:
+def _has(column: str, text: str) -> bool:
+    return "".join(text.split()) in column
+
+
+def test_demo_shows_a_stable_pod_and_a_canary_pod() -> None:
+    # A running pod never changes revision: the canary revision arrives as a new pod, and
+    # only the canary pod sees the canaryMetadata edits and the promotion.
     started = time.monotonic()
     result = run("demo", "--fast", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert time.monotonic() - started < 60
     out = result.stdout
-    assert "ROLLOUT (what the kubelet writes)" in out
-    rollout, app = _columns(out)
+    assert "STABLE POD (revision 6d8f7c9b5)" in out
+    assert "CANARY POD (revision 7f9c4d2e1)" in out
+    rollout, stable, canary = _columns(out)
     for text in ("setWeight: 20", "setWeight: 50", "setWeight: 80", "promoted"):
-        assert text in rollout
+        assert _has(rollout, text)
+    assert _has(stable, "pod shop-6d8f7c9b5-x7k2p starts")
+    assert _has(canary, "pod shop-7f9c4d2e1-q4w8z starts")
+    assert _has(canary, "rollout: role=canary, hash=7f9c4d2e1")
     for text in (
         "REJECTED the new version",
         "key 'canary.example.com/flags'): invalid JSON",
-        "hook rebuild_pool(): new connections go to postgres://canary-db:5432/shop",
-        "db_password: changed (secret, value hidden)",
         "restart required for workers",
-        "PROMOTED: this pod is now stable",
+        "rollout.role: canary -> stable",
+        "hook rebuild_pool(): new connections go to postgres://stable-db:5432/shop",
+        "PROMOTED: this pod is now stable (revision 7f9c4d2e1)",
     ):
-        assert text in app
+        assert _has(canary, text), text
+        assert not _has(stable, text), text
+    # The Secret reaches every pod; no pod ever shows another revision's hash.
+    assert _has(stable, "db_password: changed (secret, value hidden)")
+    assert _has(canary, "db_password: changed (secret, value hidden)")
+    assert "7f9c4d2e1" not in stable and "hash=6d8f7c9b5" not in canary
+    assert _has(stable, "pod terminated (scaled down)")
     assert "demo-password" not in out + result.stderr
     summary = out.strip().splitlines()[-1]
     assert summary.startswith("demo finished in ")
     assert summary.endswith("all as expected")
 
 
-def test_demo_abort() -> None:
+def test_demo_abort_ends_the_canary_pod_and_leaves_the_stable_pod_unchanged() -> None:
     result = run("demo", "--step-seconds", "0.05", "--abort", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "the canary was aborted" in _columns(result.stdout)[1]
-    assert "aborted, back on revision A" in result.stdout
+    rollout, stable, canary = _columns(result.stdout)
+    assert _has(rollout, "rollout aborted")
+    assert _has(canary, "pod terminated (scaled down)")
+    assert not _has(stable, "pod terminated")
+    assert not _has(stable, "REJECTED") and not _has(stable, "restart required")
+    assert _has(stable, "rollout: role=stable, hash=6d8f7c9b5")
+    assert "the stable pod never changed; all as expected" in result.stdout
 
 
 def test_console_script_is_the_same_command() -> None:

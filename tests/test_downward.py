@@ -19,7 +19,7 @@ from canaryconf import downward
 from canaryconf._errors import DownwardAPIFormatError
 from canaryconf.downward import format_map, parse_map, quote, unquote
 
-# Rendered by Go itself (fieldpath.FormatMap); tests/data/README.md says how.
+# Rendered by Go 1.19's fmt %q (Unicode 13.0.0 printability tables); see tests/data/README.md.
 VECTORS = Path(__file__).resolve().parent / "data" / "downward-maps.jsonl"
 
 
@@ -40,7 +40,8 @@ def test_go_vectors_parse_and_render_exactly() -> None:
     for number, file, mapping in _vectors():
         assert parse_map(file, source=f"vector {number}") == mapping, f"vector line {number}"
         assert parse_map(file.encode("utf-8")) == mapping, f"vector line {number} (bytes)"
-        assert format_map(mapping) == file, f"vector line {number}"
+        # The vectors were rendered by Go 1.19: its tables are Unicode 13.0.0.
+        assert format_map(mapping, unicode_version="13.0.0") == file, f"vector line {number}"
         count += 1
     assert count >= 100, f"only {count} vectors in {VECTORS}"
 
@@ -677,4 +678,75 @@ def test_imports_only_the_standard_library_and_errors() -> None:
         for name in imported
         if name and name.split(".")[0] not in sys.stdlib_module_names | {"__future__"}
     }
-    assert third_party == {"canaryconf._errors"}
+    # _goprint is generated data (Go's printability tables) and imports nothing itself.
+    assert third_party == {"canaryconf._errors", "canaryconf._goprint"}
+    tables = ast.parse(Path(downward.__file__).with_name("_goprint.py").read_text("utf-8"))
+    assert not [n for n in ast.walk(tables) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+# --------------------------------------------------------------------------------------------
+# Go's printability tables, whatever Python's Unicode version
+
+
+def _unicode_15_only() -> set[int]:
+    """Code points printable for Go 1.21+ (Unicode 15.0.0) but not for Go 1.19 (13.0.0)."""
+    return {
+        code
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+        and downward.go_printable(chr(code))
+        and not downward.go_printable(chr(code), "13.0.0")
+    }
+
+
+def test_go_printable_tables_follow_go_not_python() -> None:
+    # U+1FAE8 (shaking face) is Unicode 15.0, U+1FAE0 (melting face) Unicode 14.0: neither
+    # is in Go 1.19's tables; both are in Go 1.21's. Python 3.11 (Unicode 14) keeps
+    # U+1FAE0 and escapes U+1FAE8, unlike any Go release, so it is not the reference.
+    for code in (0x1FAE0, 0x1FAE8):
+        assert quote(chr(code), unicode_version="13.0.0") == f'"\\U{code:08x}"'
+        assert quote(chr(code)) == f'"{chr(code)}"'
+    assert downward.GO_UNICODE_VERSION == "15.0.0"
+    only_15 = _unicode_15_only()
+    # Unicode 14.0 and 15.0 assigned 838 + 4,489 characters, of which all but 8 format
+    # characters and the like are printable; Go never drops a printable code point.
+    assert len(only_15) == 5319
+    assert not any(
+        downward.go_printable(chr(code), "13.0.0") and not downward.go_printable(chr(code))
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+    )
+
+
+def test_vectors_render_with_current_tables_except_newly_printable_code_points() -> None:
+    # With the tables current kubelets use, a vector renders differently exactly where Go
+    # 1.19 escaped a code point that Unicode 14 or 15 made printable.
+    only_15 = _unicode_15_only()
+    differing = 0
+    for number, file, mapping in _vectors():
+        current = format_map(mapping)
+        if current == file:
+            assert not any(ord(c) in only_15 for v in mapping.values() for c in v), number
+            continue
+        differing += 1
+        newer = {ord(c) for v in mapping.values() for c in v} & only_15
+        assert newer, f"vector line {number} differs without a newly printable code point"
+        assert format_map(mapping, unicode_version="13.0.0") == file
+        assert parse_map(current) == mapping
+    print(f"{differing} vectors render differently with Unicode 15.0.0 tables")
+
+
+def test_go_127_table_adds_unicode_16_and_17() -> None:
+    # U+1FAE9 (Unicode 16.0) is escaped by Go 1.21-1.26 and kept by Go 1.27 (Unicode 17).
+    assert quote("\U0001fae9") == '"\\U0001fae9"'
+    assert quote("\U0001fae9", unicode_version="17.0.0") == '"\U0001fae9"'
+    assert not any(
+        downward.go_printable(chr(code)) and not downward.go_printable(chr(code), "17.0.0")
+        for code in range(0x110000)
+        if not 0xD800 <= code <= 0xDFFF
+    )
+
+
+def test_unknown_unicode_version_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"no Go printability table for Unicode 9\.0\.0"):
+        quote("\u00e9\u200b", unicode_version="9.0.0")

@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+from canaryconf import CanaryConfigDict, CanarySettings, configmap, label, pod_field
+from canaryconf.sources.base import read_settings_volume
+from canaryconf.testing import File, KubeletWriter, format_map
+
 yaml = pytest.importorskip("yaml")
 jsonschema = pytest.importorskip("jsonschema")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
@@ -189,3 +193,50 @@ def test_sidecar_deployment_commands_parse() -> None:
             for directory in [getattr(args, "dir", None), *getattr(args, "dirs", [])]:
                 if directory:
                     assert directory in mounts
+
+
+def test_projected_example_loads_for_a_user_who_cannot_read_its_secret_item(
+    tmp_path: Path,
+) -> None:
+    # Write what the kubelet writes for the example's projected volume, with its modes, and
+    # read it with the settings class its comment shows.
+    pod = _one("Deployment", "reports")["spec"]["template"]
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "app")["projected"]
+    config_data = _one("ConfigMap", "shop-config")["data"]
+    secret_data = _one("Secret", "shop-db")["stringData"]
+    payload: dict[str, File] = {}
+    secret_paths = []
+    for source in volume["sources"]:
+        for item in next(iter(source.values()))["items"]:
+            mode = item.get("mode", volume["defaultMode"])
+            if "downwardAPI" in source:
+                field = item["fieldRef"]["fieldPath"]
+                data = {
+                    "metadata.labels": format_map(pod["metadata"]["labels"]),
+                    "metadata.name": "reports-6d8f7c9b5-x7k2p",
+                }[field]
+            elif "configMap" in source:
+                data = config_data[item["key"]]
+            else:
+                data = secret_data[item["key"]]
+                secret_paths.append(item["path"])
+            payload[item["path"]] = File(data, mode=mode)
+    writer = KubeletWriter(tmp_path / "app")
+    writer.write(payload)
+    assert secret_paths == ["db-password"]
+    assert oct(volume["sources"][2]["secret"]["items"][0]["mode"]) == "0o400"
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=None,
+            projected_dirs=[str(writer.path)],
+            projected_secret_keys=secret_paths,
+        )
+        role: str = label("role", default="canary")
+        pod_name: str = pod_field("metadata.name", default="")
+        log_level: str = configmap("log-level", default="debug")
+
+    s = Settings()
+    assert (s.role, s.pod_name, s.log_level) == ("stable", "reports-6d8f7c9b5-x7k2p", "info")
+    snapshot = read_settings_volume(Settings, str(writer.path))
+    assert snapshot is not None and "db-password" not in snapshot.files

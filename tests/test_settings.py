@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 import canaryconf
 import canaryconf._fields
+import canaryconf.downward
 import canaryconf.rollout
 import canaryconf.settings
 import canaryconf.testing
@@ -128,6 +129,60 @@ def test_pod_field_single_label_file(podinfo: KubeletWriter) -> None:
         tier: str = pod_field("metadata.labels['tier']", default="none")
 
     assert Settings().tier == "web"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", None),
+        (b"a\r\n", "a\r\n"),
+        (b"web\n\n", "web\n\n"),
+        (b" padded ", " padded "),
+    ],
+)
+def test_pod_field_reads_the_file_exactly(
+    podinfo: KubeletWriter, content: bytes, expected: str | None
+) -> None:
+    # The kubelet writes the value with no newline of its own: every byte is the value's.
+    _write_pod(podinfo, **{"pem": content.decode()})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        value: str = pod_field("metadata.annotations['pem']", default="")
+
+    assert Settings().value == (content.decode() if expected is None else expected)
+
+
+def test_empty_single_key_file_means_absent(podinfo: KubeletWriter) -> None:
+    # For metadata.labels['k'] of a pod without label k, the kubelet writes an empty file.
+    podinfo.write(pod_files(extra={"tier": "", "replicas": b""}))
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        tier: str = pod_field("metadata.labels['tier']", default="none")
+        replicas: int = pod_field("metadata.annotations['replicas']", default=3)
+
+    s = Settings()
+    assert (s.tier, s.replicas) == ("none", 3)
+    assert "tier" not in s.origins and "replicas" not in s.origins
+
+    podinfo.write(pod_files(extra={"tier": "web", "replicas": b"5"}))
+    assert (Settings().tier, Settings().replicas) == ("web", 5)
+
+
+def test_single_key_file_with_invalid_utf8_decodes_as_go(podinfo: KubeletWriter) -> None:
+    # A truncated 3-byte sequence is two bad bytes for Go's utf8.DecodeRune: two U+FFFD,
+    # as parse_map gives for the same bytes in a map file.
+    podinfo.write(pod_files(extra={"note": b"a\xe2\x82b\xff"}))
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        note: str = pod_field("metadata.annotations['note']", default="")
+
+    assert Settings().note == "a\ufffd\ufffdb\ufffd"
+    # The map file holds the same bytes as Go escapes them.
+    mapped = canaryconf.downward.parse_map(b'note="a\\xe2\\x82b\\xff"')
+    assert mapped == {"note": Settings().note}
 
 
 def test_pod_field_rejects_paths_that_cannot_be_files() -> None:
@@ -873,7 +928,9 @@ def test_optional_complex_field_takes_json(podinfo: KubeletWriter) -> None:
         canaryconf.volume,
         canaryconf.testing,
         canaryconf.settings,
-        canaryconf._fields,
+        # What canaryconf re-exports from its private modules (_fields, _live, _errors)
+        # carries the package as its module, so its examples are the package's.
+        canaryconf,
         canaryconf.rollout,
     ],
     ids=lambda m: m.__name__,

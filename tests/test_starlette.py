@@ -165,3 +165,13 @@ def test_pinned_is_the_core_type() -> None:
 
     assert PinnedSettings is canaryconf.PinnedSettings
     assert asyncio.iscoroutinefunction(CanaryConfMiddleware.__call__)
+
+
+@pytest.mark.parametrize("module", ["canaryconf.starlette", "canaryconf._web"])
+def test_doctests(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0

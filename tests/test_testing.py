@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from canaryconf import parse_map
-from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+from canaryconf.testing import DEFAULT_CONFIG_SEEN, File, KubeletWriter, pod_files
 from conftest import GENERATION_RE, generations
 
 
@@ -142,7 +142,7 @@ def test_custom_file_mode_is_applied(podinfo: KubeletWriter, strict_umask: None,
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "/abs", "..hidden", "..data", "a/../b", "a/./b", "a//b", "", "dir/"]
+    "name", ["../x", "/abs", "..hidden", "..data", "a/../b", "", ".", "./..x", "x" * 256]
 )
 def test_invalid_payload_names_are_rejected_before_anything_is_written(
     podinfo: KubeletWriter, name: str
@@ -150,6 +150,96 @@ def test_invalid_payload_names_are_rejected_before_anything_is_written(
     with pytest.raises(ValueError):
         podinfo.write({"ok": "1", name: "2"})
     assert os.listdir(podinfo.path) == []
+
+
+def test_paths_are_cleaned_as_the_real_writer_does(podinfo: KubeletWriter) -> None:
+    # validatePayload keys the payload by filepath.Clean(path): these are accepted.
+    podinfo.write({"a//b": "1", "./c": "2", "d/./e": "3", "f/": "4"})
+
+    generation = podinfo.path / str(podinfo.generation)
+    found = {p.relative_to(generation).as_posix() for p in generation.rglob("*") if p.is_file()}
+    assert found == {"a/b", "c", "d/e", "f"}
+    assert _visible(podinfo.path) == {"a", "c", "d", "f"}
+    assert (podinfo.path / "a" / "b").read_text() == "1"
+    assert podinfo.write({"a/b": "1", "c": "2", "d/e": "3", "f": "4"}) is False
+
+
+def test_two_paths_that_clean_to_one_are_refused(podinfo: KubeletWriter) -> None:
+    with pytest.raises(ValueError, match="'a/b'"):
+        podinfo.write({"a//b": "1", "a/b": "2"})
+    assert os.listdir(podinfo.path) == []
+
+
+def test_per_file_modes_in_one_write(podinfo: KubeletWriter, strict_umask: None) -> None:
+    # A projected volume: 0644 downward files beside a 0400 Secret item and a 0600 key.
+    podinfo.write(
+        {
+            "labels": 'role="canary"',
+            "db-password": File("hunter2", mode=0o400),
+            "tls/key.pem": File(b"KEY", mode=0o600),
+        }
+    )
+    generation = podinfo.path / str(podinfo.generation)
+
+    assert _mode(generation / "labels") == 0o644
+    assert _mode(generation / "db-password") == 0o400
+    assert _mode(generation / "tls" / "key.pem") == 0o600
+    assert (generation / "db-password").read_bytes() == b"hunter2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_owner_is_applied_to_the_file_only(podinfo: KubeletWriter) -> None:
+    podinfo.write({"token": File("t", mode=0o400, owner=65534), "labels": ""})
+    generation = podinfo.path / str(podinfo.generation)
+
+    assert os.stat(generation / "token").st_uid == 65534
+    assert os.stat(generation / "token").st_gid == os.getegid()
+    assert os.stat(generation / "labels").st_uid == 0
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may chown")
+def test_owner_needs_root(podinfo: KubeletWriter) -> None:
+    with pytest.raises(PermissionError, match="root"):
+        podinfo.write({"token": File("t", owner=0)})
+
+
+def test_stale_data_tmp_fails_the_write_and_leaves_the_volume_stuck(tmp_path: Path) -> None:
+    writer = KubeletWriter(tmp_path / "vol", stale_data_tmp="fail")
+    writer.write({"labels": 'role="canary"'})
+    first = writer.generation
+    os.symlink("..2020_01_01_00_00_00.1", writer.path / "..data_tmp")  # a crashed kubelet's
+
+    for _ in range(2):  # every later update fails the same way
+        with pytest.raises(FileExistsError, match=r"\.\.data_tmp"):
+            writer.write({"labels": 'role="stable"'})
+        assert writer.generation == first
+        assert generations(writer.path) == [first]
+        assert (writer.path / "labels").read_text() == 'role="canary"'
+
+    os.unlink(writer.path / "..data_tmp")  # what an operator does to unstick it
+    assert writer.write({"labels": 'role="stable"'}) is True
+    assert (writer.path / "labels").read_text() == 'role="stable"'
+
+
+def test_stale_data_tmp_is_replaced_by_default(podinfo: KubeletWriter) -> None:
+    podinfo.write({"labels": 'role="canary"'})
+    os.symlink("..2020_01_01_00_00_00.1", podinfo.path / "..data_tmp")
+
+    assert podinfo.write({"labels": 'role="stable"'}) is True
+    assert not os.path.lexists(podinfo.path / "..data_tmp")
+
+
+def test_top_level_entries_of_any_type_are_removed(podinfo: KubeletWriter) -> None:
+    podinfo.write({"gone-link": "1", "gone-file": "2", "gone-dir/x": "3", "stays": "4"})
+    # Something replaced two of the links by a plain file and an empty directory.
+    os.unlink(podinfo.path / "gone-file")
+    (podinfo.path / "gone-file").write_text("local")
+    os.unlink(podinfo.path / "gone-dir")
+    (podinfo.path / "gone-dir").mkdir()
+
+    assert podinfo.write({"stays": "4"}) is True
+
+    assert _visible(podinfo.path) == {"stays"}
 
 
 def test_dotted_names_below_the_top_level_are_allowed(podinfo: KubeletWriter) -> None:

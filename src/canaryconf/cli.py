@@ -27,6 +27,7 @@ from canaryconf._cli.common import (
     EXIT_VOLUME,
     CliError,
     as_cli_error,
+    source_options,
 )
 from canaryconf._errors import CanaryConfError, VolumeError
 
@@ -106,18 +107,7 @@ def _volume_options(parser: argparse.ArgumentParser, *, dir_required: bool = Fal
     else:
         parser.add_argument("dir", metavar="DIR", nargs="?", help=DIR_HELP)
     parser.add_argument("--settings", metavar="MODULE:CLASS", help=SETTINGS_HELP)
-    parser.add_argument(
-        "--configmap-dir",
-        metavar="DIR",
-        action="append",
-        help="a ConfigMap volume directory (repeatable; default: the settings class's)",
-    )
-    parser.add_argument(
-        "--secrets-dir",
-        metavar="DIR",
-        action="append",
-        help="a Secret volume directory, never shown (repeatable; default: the class's)",
-    )
+    source_options(parser)  # --configmap-dir, --secrets-dir, ... from the source registry
 
 
 def _watch_options(parser: argparse.ArgumentParser) -> None:
@@ -335,10 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "demo",
         "a canary release and live settings, side by side",
-        "Play the simulated canary release in a temporary directory while the example"
-        " settings class (canaryconf.demo_settings.ShopSettings) follows it live: each"
-        " change, hook call, rejected version and the promotion, as they happen. Needs no"
-        " cluster and no configuration; ends by itself.",
+        "Play the simulated canary release in a temporary directory with a stable pod of"
+        " revision A and a canary pod of revision B, each followed live by the example"
+        " settings class (canaryconf.demo_settings.ShopSettings): each change, hook call,"
+        " rejected version, the promotion and the pods scaled down, as they happen. Needs"
+        " no cluster and no configuration; ends by itself.",
         "canaryconf._cli.demo:cmd_demo",
     )
     demo.add_argument("--fast", action="store_true", help="short steps (0.25s), for CI")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import functools
 import itertools
 import operator
 import re
@@ -41,6 +42,7 @@ from json.decoder import JSONDecoder
 from typing import Any
 
 from canaryconf._errors import DownwardAPIFormatError
+from canaryconf._goprint import TABLES
 
 try:
     from _json import scanstring as _scanstring
@@ -49,7 +51,16 @@ except ImportError:  # pragma: no cover - a Python without the C accelerator of 
 
     _scanstring = _json_decoder.py_scanstring  # type: ignore[attr-defined]
 
-__all__ = ["DownwardAPIFormatError", "format_map", "parse_map", "quote", "unquote"]
+__all__ = [
+    "GO_UNICODE_VERSION",
+    "DownwardAPIFormatError",
+    "decode_text",
+    "format_map",
+    "go_printable",
+    "parse_map",
+    "quote",
+    "unquote",
+]
 
 # --------------------------------------------------------------------------------------------
 # Grammar. A value character is anything but a quote, a backslash, a raw control character
@@ -162,6 +173,17 @@ def _go_utf8_decode(data: bytes) -> str:
             position = bad + 1
         else:
             return "".join(parts)
+
+
+def decode_text(data: bytes) -> str:
+    """Decode a file's bytes to text as the kubelet's Go code sees them: one U+FFFD per byte
+    that does not start a valid UTF-8 sequence (Python's ``errors="replace"`` would give one
+    for a whole truncated sequence).
+
+    >>> decode_text(b"caf\\xc3\\xa9 \\xe2\\x82")
+    'café \\ufffd\\ufffd'
+    """
+    return _go_utf8_decode(data)
 
 
 def _rune_bytes(code: int, column: int) -> bytes:
@@ -702,11 +724,53 @@ _CHAR_QUOTED: dict[str, str] = {
 _BAD_KEY_RE = re.compile(r"[=\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _quote_char(char: str) -> str:
+#: The Unicode version of Go's printability table that :func:`quote` and :func:`format_map`
+#: use by default: Go 1.21 to 1.26 (the releases kubelets in service are built with) have
+#: Unicode 15.0.0 tables. ``"17.0.0"`` renders as Go 1.27 and later; ``"13.0.0"`` as Go
+#: 1.16 to 1.20.
+GO_UNICODE_VERSION = "15.0.0"
+
+
+@functools.cache
+def _go_not_printable(unicode_version: str) -> re.Pattern[str]:
+    """A pattern matching any character Go's ``strconv.IsPrint`` does not accept."""
+    try:
+        table = TABLES[unicode_version]
+    except KeyError:
+        known = ", ".join(sorted(TABLES))
+        raise ValueError(
+            f"no Go printability table for Unicode {unicode_version} (there are: {known})"
+        ) from None
+    parts = []
+    end = 0
+    for pair in table.split(","):
+        gap, length = pair.split("+")
+        start = end + int(gap, 36)
+        end = start + int(length, 36)
+        parts.append(f"{re.escape(chr(start))}-{re.escape(chr(end))}")
+    return re.compile(f"[^{''.join(parts)}]")
+
+
+def go_printable(text: str, unicode_version: str = GO_UNICODE_VERSION) -> bool:
+    """Whether Go's ``strconv.IsPrint`` accepts every character of ``text``: Unicode letters,
+    marks, numbers, punctuation, symbols and the ASCII space, per the tables of the Go
+    release with ``unicode_version`` (not Python's own Unicode version).
+
+    >>> go_printable("café ☕"), go_printable("\u200b")
+    (True, False)
+    >>> go_printable("\U0001fae8"), go_printable("\U0001fae8", "13.0.0")  # Unicode 15 emoji
+    (True, False)
+    """
+    if text.isascii():
+        return text.isprintable()  # ASCII is the same in every version
+    return _go_not_printable(unicode_version).search(text) is None
+
+
+def _quote_char(char: str, unicode_version: str) -> str:
     quoted = _CHAR_QUOTED.get(char)
     if quoted is not None:
         return quoted
-    if char.isprintable():
+    if go_printable(char, unicode_version):
         return char
     code = ord(char)
     if 0xD800 <= code <= 0xDFFF:
@@ -720,41 +784,49 @@ def _quote_char(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def _quote_chunk(chunk: str) -> str:
-    if chunk.isprintable():
+def _quote_chunk(chunk: str, unicode_version: str) -> str:
+    if go_printable(chunk, unicode_version):
         return chunk
-    return "".join(map(_quote_char, chunk))
+    # Only the characters the table rejects go through _quote_char, one regex pass.
+    return _go_not_printable(unicode_version).sub(
+        lambda match: _quote_char(match.group(), unicode_version), chunk
+    )
 
 
-def quote(value: str) -> str:
+def quote(value: str, *, unicode_version: str = GO_UNICODE_VERSION) -> str:
     """Quote ``value`` exactly as Go's ``strconv.Quote`` (and ``fmt``'s ``%q``) does.
 
     ``"`` and ``\\`` are escaped; printable characters (Unicode letters, marks, numbers,
-    punctuation, symbols and the ASCII space, per ``str.isprintable()``) are kept; others
-    become ``\\a \\b \\f \\n \\r \\t \\v``, ``\\xHH`` (below 0x20 and 0x7f), ``\\uHHHH`` or
+    punctuation, symbols and the ASCII space, per :func:`go_printable`: Go's tables for
+    ``unicode_version``, whatever Python's own Unicode version) are kept; others become
+    ``\\a \\b \\f \\n \\r \\t \\v``, ``\\xHH`` (below 0x20 and 0x7f), ``\\uHHHH`` or
     ``\\UHHHHHHHH``, in lowercase hex. A lone surrogate raises :class:`ValueError`: it has
     no UTF-8 form, so no kubelet can have written it.
 
     >>> print(quote('say "hi"\\n\\u200b'))
     "say \\"hi\\"\\n\\u200b"
     """
-    if value.isprintable() and _QUOTE_SPECIAL_RE.search(value) is None:
+    if go_printable(value, unicode_version) and _QUOTE_SPECIAL_RE.search(value) is None:
         return f'"{value}"'
     parts = _QUOTE_SPLIT_RE.split(value)
     # Odd indexes hold the single special characters, even indexes the text between them.
     for index, part in enumerate(parts):
         if part:
-            parts[index] = _quote_char(part) if index % 2 else _quote_chunk(part)
+            if index % 2:
+                parts[index] = _quote_char(part, unicode_version)
+            else:
+                parts[index] = _quote_chunk(part, unicode_version)
     return '"' + "".join(parts) + '"'
 
 
-def format_map(mapping: Mapping[str, str]) -> str:
+def format_map(mapping: Mapping[str, str], *, unicode_version: str = GO_UNICODE_VERSION) -> str:
     """Render ``mapping`` byte for byte as the kubelet writes a label or annotation file.
 
     Keys sorted, one ``key="value"`` line each (value quoted by :func:`quote`), lines joined
     by ``"\\n"``, no trailing newline; an empty mapping gives an empty string. Raises
     :class:`ValueError` for a key that could not be read back (empty, or containing ``=``,
     a control character or a lone surrogate) and for a value with a lone surrogate.
+    ``unicode_version`` picks the Go printability table (see :data:`GO_UNICODE_VERSION`).
 
     >>> print(format_map({'role': 'canary', 'app': 'shop', 'note': 'a\\tb'}))
     app="shop"
@@ -769,7 +841,7 @@ def format_map(mapping: Mapping[str, str]) -> str:
                 "or a lone surrogate"
             )
         try:
-            lines.append(f"{key}={quote(mapping[key])}")
+            lines.append(f"{key}={quote(mapping[key], unicode_version=unicode_version)}")
         except ValueError as exc:
             raise ValueError(f"key {key!r}: {exc}") from None
     return "\n".join(lines)

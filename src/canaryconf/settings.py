@@ -1,9 +1,11 @@
 """Typed settings from a pod's labels, annotations, downward files, ConfigMaps and Secrets.
 
 Precedence, highest first: init kwargs, annotations, labels, single-value downward files,
-ConfigMap files, Secret files, environment variables, dotenv, pydantic's ``secrets_dir``,
-defaults. Dynamic, pod-specific sources override static ones: an environment variable is
-fixed when the pod starts, so it is the baseline that canary metadata overrides.
+projected volumes, ConfigMap files, Secret files (the order of the source registry,
+:func:`~canaryconf.sources.base.registered_sources`), environment variables, dotenv,
+pydantic's ``secrets_dir``, defaults. Dynamic, pod-specific sources override static ones:
+an environment variable is fixed when the pod starts, so it is the baseline that canary
+metadata overrides.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pydantic import PrivateAttr, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from canaryconf._errors import FieldProblem, SettingsValidationError
+from canaryconf._errors import FieldProblem, SettingsValidationError, VolumeError
 from canaryconf._fields import field_mapping, is_secret_field
+from canaryconf.sources import providers as _providers  # noqa: F401  (registers the kinds)
 from canaryconf.sources.base import (
     BuildContext,
     Origin,
@@ -27,14 +30,8 @@ from canaryconf.sources.base import (
     enter_context,
     exit_context,
     field_names_by_key,
+    registered_sources,
     volume_dirs,
-)
-from canaryconf.sources.providers import (
-    AnnotationsSource,
-    ConfigMapSource,
-    LabelsSource,
-    PodFieldsSource,
-    SecretsSource,
 )
 from canaryconf.volume import VolumeSnapshot
 
@@ -61,6 +58,9 @@ class CanaryConfigDict(SettingsConfigDict, total=False):
     - ``label_prefix``: when set, plain fields are also looked up as labels
     - ``role_label``: the label holding the rollout role (default ``role``)
     - ``configmap_dirs`` / ``secrets_dirs``: key-per-file volumes, first listed wins
+    - ``projected_dirs``: projected volumes (downwardAPI, ConfigMap and Secret items in one
+      directory); only the files fields need are read. ``projected_secret_keys``: the
+      paths of their Secret items, whose values are treated as secret
     - ``require_volumes``: a missing volume directory is an error (default False: it
       contributes nothing, as on a laptop)
     - ``max_file_bytes`` / ``max_volume_bytes``: size caps (default 1 MiB / 4 MiB)
@@ -74,6 +74,8 @@ class CanaryConfigDict(SettingsConfigDict, total=False):
     role_label: str
     configmap_dirs: Sequence[str | os.PathLike[str]]
     secrets_dirs: Sequence[str | os.PathLike[str]]
+    projected_dirs: Sequence[str | os.PathLike[str]]
+    projected_secret_keys: Sequence[str]
     require_volumes: bool
     max_file_bytes: int
     max_volume_bytes: int
@@ -115,6 +117,8 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
+        except VolumeError:
+            raise  # a volume that cannot be read: its message names a path, never a value
         except Exception as exc:
             # pydantic passes on as it is what a validator raised if it is not a ValueError
             # or an AssertionError (a KeyError from a lookup, a TypeError): its message can
@@ -156,16 +160,11 @@ class CanarySettings(BaseSettings):
     def volume_sources(
         cls, settings_cls: type[BaseSettings]
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """The five volume sources, highest priority first: annotations, labels, pod fields,
-        ConfigMaps, Secrets."""
+        """The registered volume sources, highest priority first: annotations, labels, pod
+        fields, projected volumes, ConfigMaps, Secrets (and any kind registered with
+        :func:`~canaryconf.sources.base.register_source`)."""
         ctx = current_context(settings_cls)
-        return (
-            AnnotationsSource(settings_cls, ctx),
-            LabelsSource(settings_cls, ctx),
-            PodFieldsSource(settings_cls, ctx),
-            ConfigMapSource(settings_cls, ctx),
-            SecretsSource(settings_cls, ctx),
-        )
+        return tuple(source(settings_cls, ctx) for source in registered_sources())
 
     @classmethod
     def volume_dirs(cls) -> list[str]:

@@ -18,7 +18,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -40,6 +40,7 @@ __all__ = [
     "VolumeSnapshot",
     "read_data_target",
     "read_volume",
+    "read_volume_files",
 ]
 
 DATA_LINK = "..data"
@@ -319,3 +320,95 @@ def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
         return data if len(data) <= budget else None
     finally:
         os.close(fd)
+
+
+def read_volume_files(
+    path: str | os.PathLike[str],
+    names: Iterable[str],
+    *,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
+    retries: int = DEFAULT_RETRIES,
+) -> VolumeSnapshot:
+    """Read only the files ``names`` of the volume at ``path``, all from one generation.
+
+    Like :func:`read_volume`, but a file that is not named is never opened: in a projected
+    volume, a 0400 Secret item owned by another user does not stop a reader that does not
+    need it. A name with no file is left out of the snapshot. A named file that cannot be
+    read raises :class:`VolumePermissionError` naming its stable top-level path (never the
+    short-lived ``..<timestamp>`` one).
+
+    >>> from canaryconf.testing import KubeletWriter
+    >>> import tempfile
+    >>> vol = tempfile.mkdtemp()
+    >>> _ = KubeletWriter(vol).write({"labels": 'role="canary"', "token": "s3cr3t"})
+    >>> sorted(read_volume_files(vol, ["labels", "missing"]).files)
+    ['labels']
+    """
+    root = os.fspath(path)
+    _check_root(root)
+    real_root = os.path.realpath(root)
+    wanted = sorted({n for n in names if _plain_relative(n)})
+    attempts = max(1, retries)
+    for _ in range(attempts):
+        target = read_data_target(root)
+        if target is not None and (
+            "/" in target or not target.startswith("..") or target in ("..", DATA_LINK)
+        ):
+            raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
+        base = root if target is None else os.path.join(root, target)
+        try:
+            files = _read_named(
+                base, root, real_root, wanted, max_file=max_file_bytes, max_total=max_volume_bytes
+            )
+        except _GenerationVanished:
+            continue
+        if target is not None and read_data_target(root) != target:
+            continue
+        return VolumeSnapshot(path=root, generation=target, files=files)
+    raise VolumeError(root, f"kept changing while being read ({attempts} attempts)")
+
+
+def _plain_relative(name: str) -> bool:
+    parts = name.split("/")
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and not parts[0].startswith("..")
+        and all(p not in ("", ".", "..") for p in parts)
+    )
+
+
+def _read_named(
+    base: str, root: str, real_root: str, names: list[str], *, max_file: int, max_total: int
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    total = 0
+    for name in names:
+        full = os.path.join(base, name)
+        shown = os.path.join(root, name)
+        try:
+            if os.path.isdir(full):
+                continue  # a directory of the volume, not a file a field can read
+            if os.path.lexists(full):
+                _check_inside(full, real_root)
+            data = _read_capped(full, max_file, max_total - total)
+        except VolumeError as exc:
+            raise type(exc)(shown, exc.reason) from None
+        except (FileNotFoundError, NotADirectoryError):
+            if base != root and not os.path.isdir(base):
+                raise _GenerationVanished from None
+            if base == root and _dangling(full):
+                raise VolumeError(shown, "is a symlink to nothing (dangling)") from None
+            continue
+        except PermissionError:
+            raise VolumePermissionError(
+                shown, "permission denied (the file's mode or owner keeps this user out)"
+            ) from None
+        except OSError as exc:
+            raise VolumeError(shown, exc.strerror or "cannot be read") from None
+        if data is None:
+            raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
+        total += len(data)
+        files[name] = data
+    return files

@@ -25,7 +25,7 @@ from canaryconf._errors import (
 from canaryconf._fields import field_mapping
 from canaryconf._live import LiveSettings
 from canaryconf.settings import REDACTED, CanarySettings, secret_fields
-from canaryconf.sources.base import config_value, dashed
+from canaryconf.sources.base import as_dirs, config_value, dashed, registered_sources
 from canaryconf.sources.providers.annotations import full_key
 
 __all__ = [
@@ -42,11 +42,13 @@ __all__ = [
     "env_name",
     "env_value",
     "error_lines",
+    "explicit_dirs",
     "load_settings",
     "map_diff",
     "now_iso",
     "retarget",
     "settings_dirs",
+    "source_options",
 ]
 
 S = TypeVar("S", bound=CanarySettings)
@@ -143,19 +145,40 @@ def _import_user_code(spec: str, load: Any) -> Any:
 
 def settings_dirs(cls: type[CanarySettings]) -> tuple[str | None, list[str], list[str]]:
     """The downwardAPI, ConfigMap and Secret directories ``cls`` reads."""
-    downward = config_value(cls, "downward_api_dir")
-
-    def listed(name: str) -> list[str]:
-        value = config_value(cls, name)
-        if isinstance(value, (str, os.PathLike)):
-            value = (value,)
-        return [os.fspath(v) for v in value]
-
+    downward = as_dirs(config_value(cls, "downward_api_dir"))
     return (
-        os.fspath(downward) if downward is not None else None,
-        listed("configmap_dirs"),
-        listed("secrets_dirs"),
+        downward[0] if downward else None,
+        as_dirs(config_value(cls, "configmap_dirs")),
+        as_dirs(config_value(cls, "secrets_dirs")),
     )
+
+
+def source_options(parser: Any) -> None:
+    """One repeatable ``--<kind>-dir`` option per registered source kind that has one."""
+    for source in registered_sources():
+        if source.cli_flag and source.config_key:
+            parser.add_argument(
+                source.cli_flag,
+                metavar="DIR",
+                action="append",
+                dest=_dest(source.cli_flag),
+                help=source.cli_help,
+            )
+
+
+def explicit_dirs(args: Any) -> dict[str, list[str]]:
+    """The directories given with the options of :func:`source_options`, by config key."""
+    found: dict[str, list[str]] = {}
+    for source in registered_sources():
+        if source.cli_flag and source.config_key:
+            given = getattr(args, _dest(source.cli_flag), None)
+            if given:
+                found[source.config_key] = list(given)
+    return found
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
 
 
 def retarget(
@@ -164,8 +187,10 @@ def retarget(
     downward: str | None = None,
     configmaps: Sequence[str] | None = None,
     secrets: Sequence[str] | None = None,
+    dirs: Mapping[str, Sequence[str]] | None = None,
 ) -> type[S]:
-    """A subclass of ``cls`` reading the directories given (None keeps the class's own)."""
+    """A subclass of ``cls`` reading the directories given (None keeps the class's own);
+    ``dirs`` maps any source kind's config key to its directories."""
     config: dict[str, Any] = dict(cls.model_config)
     if downward is not None:
         config["downward_api_dir"] = downward
@@ -173,13 +198,18 @@ def retarget(
         config["configmap_dirs"] = list(configmaps)
     if secrets:
         config["secrets_dirs"] = list(secrets)
+    for key, given in (dirs or {}).items():
+        if given:
+            config[key] = list(given)
     namespace = {"model_config": config, "__module__": cls.__module__, "__doc__": cls.__doc__}
     return type(cls.__name__, (cls,), namespace)
 
 
 class Redaction:
-    """What must never be shown: whole Secret directories, and the label, annotation and
-    file keys that feed a secret field of the settings class."""
+    """What must never be shown: whole directories of secret source kinds (and those
+    given), the keys of secret items (``projected_secret_keys``), and the label,
+    annotation and file keys that feed a secret field of the settings class, as each
+    registered source kind declares them."""
 
     def __init__(
         self, cls: type[CanarySettings] | None = None, secret_dirs: Iterable[str] = ()
@@ -194,15 +224,28 @@ class Redaction:
     def _from_class(self, cls: type[CanarySettings]) -> None:
         annotation_prefix = config_value(cls, "annotation_prefix")
         label_prefix = config_value(cls, "label_prefix")
+        self.file_names.update(as_dirs(config_value(cls, "projected_secret_keys")))
+        for source in registered_sources():
+            if source.secret:
+                self.secret_dirs.update(os.path.realpath(d) for d in source.dirs(cls))
         for name in secret_fields(cls):
             field = cls.model_fields[name]
             mapping = field_mapping(field)
             names = [n for n in (mapping.key, name, dashed(name), field.alias) if n]
+            self.file_names.update(names)
+            # Stricter than what the sources read: any map key named like the field.
             if mapping.source in (None, "annotation"):
                 self.annotation_keys.update(full_key(n, annotation_prefix) for n in names)
             if mapping.source in (None, "label"):
                 self.label_keys.update(full_key(n, label_prefix) for n in names)
-            self.file_names.update(names)
+            for source in registered_sources():
+                keys = source.field_keys(cls, name, field)
+                if source.kind == "annotation":
+                    self.annotation_keys.update(keys)
+                elif source.kind == "label":
+                    self.label_keys.update(keys)
+                else:
+                    self.file_names.update(keys)
 
     def is_secret_dir(self, path: str) -> bool:
         return os.path.realpath(path) in self.secret_dirs

@@ -18,7 +18,7 @@ from canaryconf._errors import DownwardAPIFormatError
 from canaryconf._fields import secret
 from canaryconf.downward import parse_map
 from canaryconf.settings import CanaryConfigDict, CanarySettings
-from canaryconf.sources.base import VolumeSource, config_value
+from canaryconf.sources.base import VolumeSource, as_dirs, config_value
 from canaryconf.volume import VolumeSnapshot, read_volume
 
 __all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "read_view"]
@@ -82,10 +82,7 @@ def _digest(data: bytes) -> str:
 
 
 def _dirs(settings_cls: type[BaseSettings], name: str) -> list[str]:
-    value = config_value(settings_cls, name)
-    if isinstance(value, (str, os.PathLike)):
-        value = (value,)
-    return [os.fspath(v) for v in value]
+    return as_dirs(config_value(settings_cls, name))
 
 
 class _WholeVolumes(VolumeSource):

@@ -27,6 +27,7 @@ from canaryconf._cli.common import (
     env_name,
     env_value,
     error_lines,
+    explicit_dirs,
     load_settings,
     map_diff,
     retarget,
@@ -124,7 +125,13 @@ def read_all(args: argparse.Namespace, *, build: bool = True) -> Reading:
         if view is not None:
             reading.secrets.append(view)
     if cls is not None and build:
-        target = retarget(cls, downward=downward, configmaps=configmaps, secrets=secrets)
+        target = retarget(
+            cls,
+            downward=downward,
+            configmaps=configmaps,
+            secrets=secrets,
+            dirs=explicit_dirs(args),
+        )
         try:
             reading.snapshot = target()
         except VolumeError:

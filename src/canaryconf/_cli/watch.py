@@ -21,6 +21,7 @@ from canaryconf._cli.common import (
     as_cli_error,
     display,
     error_lines,
+    explicit_dirs,
     load_settings,
     map_diff,
     now_iso,
@@ -71,7 +72,9 @@ def open_live(args: argparse.Namespace) -> LiveSettings[CanarySettings]:
     target: type[CanarySettings]
     if args.settings:
         cls = load_settings(args.settings)
-        target = retarget(cls, downward=args.dir, configmaps=configmaps, secrets=secrets)
+        target = retarget(
+            cls, downward=args.dir, configmaps=configmaps, secrets=secrets, dirs=explicit_dirs(args)
+        )
     elif args.dir is None:
         raise CliError(EXIT_USAGE, "give a volume directory, or --settings module:Class")
     else:

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
@@ -26,7 +26,7 @@ from pydantic_settings import PydanticBaseSettingsSource
 from canaryconf._errors import FieldProblem, VolumeError, VolumeNotFoundError
 from canaryconf._fields import FieldMapping, field_mapping
 from canaryconf.downward import parse_map
-from canaryconf.volume import VolumeSnapshot, read_volume
+from canaryconf.volume import VolumeSnapshot, read_volume, read_volume_files
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -36,24 +36,28 @@ __all__ = [
     "Origin",
     "TrackedSource",
     "VolumeSource",
+    "as_dirs",
     "config_value",
     "current_context",
     "dashed",
     "field_names_by_key",
     "input_key",
+    "register_source",
+    "registered_sources",
+    "unregister_source",
 ]
 
 logger = logging.getLogger("canaryconf")
 
+#: Defaults of the settings that are not a source kind's directories (those are declared by
+#: each kind: :attr:`VolumeSource.config_key` and :attr:`VolumeSource.default_dirs`).
 CONFIG_DEFAULTS: dict[str, Any] = {
-    "downward_api_dir": "/etc/podinfo",
     "labels_file": "labels",
     "annotations_file": "annotations",
     "annotation_prefix": "",
     "label_prefix": None,
     "role_label": "role",
-    "configmap_dirs": (),
-    "secrets_dirs": (),
+    "projected_secret_keys": (),
     "require_volumes": False,
     "max_file_bytes": 1024 * 1024,
     "max_volume_bytes": 4 * 1024 * 1024,
@@ -61,8 +65,27 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 
 
 def config_value(settings_cls: type[BaseSettings], name: str) -> Any:
-    """``model_config[name]`` of the settings class, or canaryconf's default."""
-    return settings_cls.model_config.get(name, CONFIG_DEFAULTS[name])
+    """``model_config[name]`` of the settings class, or canaryconf's default (for a source
+    kind's directories, the default its provider declares)."""
+    if name in settings_cls.model_config:
+        return settings_cls.model_config.get(name)
+    for source in _REGISTRY:
+        if source.config_key == name:
+            return source.default_dirs
+    return CONFIG_DEFAULTS[name]
+
+
+def as_dirs(value: Any) -> list[str]:
+    """ "One directory or a list" as a list of paths: the one place it is normalised.
+
+    >>> as_dirs("/etc/podinfo"), as_dirs(None), as_dirs(["/a", "/b"])
+    (['/etc/podinfo'], [], ['/a', '/b'])
+    """
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(v) for v in value]
 
 
 def dashed(name: str) -> str:
@@ -122,16 +145,16 @@ class BuildContext:
             self.volumes[directory] = read_settings_volume(self.settings_cls, directory)
         return self.volumes[directory]
 
-    def downward_map(self, file: str) -> tuple[dict[str, str], str, bytes] | None:
-        """The parsed label/annotation file ``file`` of the downward volume, its path and
-        its content; None when there is no such volume or file."""
-        directory = config_value(self.settings_cls, "downward_api_dir")
-        if directory is None:
-            return None
-        snapshot = self.volume(os.fspath(directory))
-        if snapshot is None:
-            return None
-        if file not in snapshot.files:
+    def downward_file(self, file: str) -> tuple[VolumeSnapshot, bytes] | None:
+        """The downward file ``file`` and the snapshot it is in: from ``downward_api_dir``,
+        else from the first projected volume that has it (downward items of a projected
+        volume); None when no such file exists."""
+        for directory in downward_dirs(self.settings_cls):
+            snapshot = self.volume(directory)
+            if snapshot is None:
+                continue
+            if file in snapshot.files:
+                return snapshot, snapshot.files[file]
             nested = file + "/"
             if any(name.startswith(nested) for name in snapshot.files):
                 # Not "no annotations": a version whose map file is a directory is broken,
@@ -140,9 +163,16 @@ class BuildContext:
                     snapshot.file_path(file),
                     "is a directory, not the label/annotation file the kubelet writes",
                 )
+        return None
+
+    def downward_map(self, file: str) -> tuple[dict[str, str], str, bytes] | None:
+        """The parsed label/annotation file ``file`` of the downward volume, its path and
+        its content; None when there is no such volume or file."""
+        found = self.downward_file(file)
+        if found is None:
             return None
+        snapshot, data = found
         path = snapshot.file_path(file)
-        data = snapshot.files[file]
         if path not in self._maps:
             self._maps[path] = parse_map(data, source=path)
         # The content stays bytes: decoding 256 KiB costs more than the rest of a lookup, and
@@ -156,8 +186,20 @@ class BuildContext:
 
 def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> VolumeSnapshot | None:
     """Read one volume with the caps of ``settings_cls``; None for a missing directory
-    unless ``require_volumes`` is set."""
+    unless ``require_volumes`` is set.
+
+    A directory some source kind reads selectively (a projected volume) gives only the
+    files the class's fields can read, all from one generation: a file the class never
+    needs (a 0400 Secret item owned by another user) is never opened."""
+    wanted = files_needed(settings_cls).get(directory, None)
     try:
+        if wanted is not None:
+            return read_volume_files(
+                directory,
+                wanted,
+                max_file_bytes=config_value(settings_cls, "max_file_bytes"),
+                max_volume_bytes=config_value(settings_cls, "max_volume_bytes"),
+            )
         return read_volume(
             directory,
             max_file_bytes=config_value(settings_cls, "max_file_bytes"),
@@ -170,17 +212,43 @@ def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> Vo
         return None
 
 
+def downward_dirs(settings_cls: type[BaseSettings]) -> list[str]:
+    """Where downward files are looked for: ``downward_api_dir``, then the directories of
+    the selective kinds (``projected_dirs``: a projected volume can hold downward items)."""
+    dirs = as_dirs(config_value(settings_cls, "downward_api_dir"))
+    for source in _REGISTRY:
+        if source.selective:
+            dirs.extend(source.dirs(settings_cls))
+    return list(dict.fromkeys(dirs))
+
+
+def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
+    """For each directory the class reads: the files its fields can read there, or None
+    for "every file". A directory is read selectively only when every source kind that
+    reads it can say which files it needs (:meth:`VolumeSource.files_needed`) and at least
+    one kind asks for that (:attr:`VolumeSource.selective`)."""
+    needed: dict[str, set[str] | None] = {}
+    selective: set[str] = set()
+    for source in _REGISTRY:
+        for directory, files in source.files_needed(settings_cls).items():
+            if source.selective:
+                selective.add(directory)
+            if directory not in needed:
+                needed[directory] = None if files is None else set(files)
+            elif needed[directory] is not None:
+                current = needed[directory]
+                needed[directory] = None if files is None or current is None else current | files
+    return {
+        d: (frozenset(f) if f is not None and d in selective else None) for d, f in needed.items()
+    }
+
+
 def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
-    """Every volume directory the settings class reads, in precedence order."""
+    """Every volume directory the settings class reads, in precedence order: those of each
+    registered source kind, in the registry's order (see :func:`registered_sources`)."""
     dirs: list[str] = []
-    downward = config_value(settings_cls, "downward_api_dir")
-    if downward is not None:
-        dirs.append(os.fspath(downward))
-    for name in ("configmap_dirs", "secrets_dirs"):
-        value = config_value(settings_cls, name)
-        if isinstance(value, (str, os.PathLike)):
-            value = (value,)
-        dirs.extend(os.fspath(d) for d in value)
+    for source in _REGISTRY:
+        dirs.extend(source.dirs(settings_cls))
     return list(dict.fromkeys(dirs))
 
 
@@ -208,7 +276,42 @@ class VolumeSource(PydanticBaseSettingsSource):
     ``lookup`` returns the raw text of a field and its :class:`Origin`, or None. Complex
     fields (dict, list, models) are decoded from JSON here, with an error that names the
     file and key, never the value.
+
+    Each subclass also describes itself, so that :func:`volume_dirs`, the CLI's flags and
+    redaction, and selective reads all follow from one declaration: its ``kind`` (the name
+    field helpers use), the ``config_key`` of ``model_config`` that names its directories
+    and that key's ``default_dirs``, whether everything it reads is ``secret``, the
+    ``cli_flag`` that points it elsewhere, whether it reads only the files fields need
+    (``selective``), and, through :meth:`field_keys`, which files or keys a field reads.
+    Register it with :func:`register_source` to add it to every :class:`CanarySettings`.
     """
+
+    kind: ClassVar[str] = ""
+    config_key: ClassVar[str | None] = None
+    default_dirs: ClassVar[Any] = ()
+    secret: ClassVar[bool] = False
+    cli_flag: ClassVar[str | None] = None
+    cli_help: ClassVar[str | None] = None
+    selective: ClassVar[bool] = False
+
+    @classmethod
+    def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
+        """The directories this kind reads for ``settings_cls``."""
+        if cls.config_key is None:
+            return []
+        return as_dirs(config_value(settings_cls, cls.config_key))
+
+    @classmethod
+    def field_keys(
+        cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo
+    ) -> list[str]:
+        """The files (or map keys) of this kind ``field`` may read, in lookup order."""
+        return []
+
+    @classmethod
+    def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
+        """The files this kind reads in each of its directories (None: it cannot tell)."""
+        return dict.fromkeys(cls.dirs(settings_cls))
 
     def __init__(self, settings_cls: type[BaseSettings], context: BuildContext | None = None):
         super().__init__(settings_cls)
@@ -320,3 +423,35 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def __repr__(self) -> str:
         return f"TrackedSource({self.inner!r})"
+
+
+# --------------------------------------------------------------------------------------------
+# The registry: one ordered list of source kinds, highest precedence first.
+
+_REGISTRY: list[type[VolumeSource]] = []
+
+
+def register_source(source: type[VolumeSource], *, before: str | None = None) -> None:
+    """Add a source kind to every :class:`~canaryconf.CanarySettings`: its volumes are read,
+    watched and shown by the CLI. It goes last, or just before the kind named ``before``.
+
+    >>> from canaryconf.sources.base import registered_sources
+    >>> [s.kind for s in registered_sources()]
+    ['annotation', 'label', 'pod_field', 'projected', 'configmap', 'secret']
+    """
+    if any(s.kind == source.kind for s in _REGISTRY):
+        raise ValueError(f"a source of kind {source.kind!r} is already registered")
+    index = len(_REGISTRY)
+    if before is not None:
+        index = next(i for i, s in enumerate(_REGISTRY) if s.kind == before)
+    _REGISTRY.insert(index, source)
+
+
+def unregister_source(kind: str) -> None:
+    """Remove the source kind ``kind`` (for tests that registered one)."""
+    _REGISTRY[:] = [s for s in _REGISTRY if s.kind != kind]
+
+
+def registered_sources() -> tuple[type[VolumeSource], ...]:
+    """The registered source kinds in precedence order, highest first."""
+    return tuple(_REGISTRY)

@@ -1,15 +1,17 @@
-"""The shared reading of key-per-file volumes (ConfigMaps and Secrets)."""
+"""The shared reading of key-per-file volumes (ConfigMaps, Secrets, projected volumes)."""
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic.fields import FieldInfo
 
 from canaryconf._errors import FieldProblem
-from canaryconf._fields import FieldMapping
-from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed
+from canaryconf._fields import FieldMapping, field_mapping
+from canaryconf.sources.base import Origin, VolumeSource, dashed
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 
 class KeyPerFileSource(VolumeSource):
@@ -17,30 +19,51 @@ class KeyPerFileSource(VolumeSource):
     (``db_url``) or dashed (``db-url``); the first directory listed that has it wins. One
     trailing newline (``kubectl create --from-file`` keeps it) is dropped."""
 
-    kind: str = ""
-    dirs_setting: str = ""
-    secret: bool = False
+    #: The helper kinds (``configmap("k")``, ``secret("k")``) this source serves.
+    accepts: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def field_keys(
+        cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo
+    ) -> list[str]:
+        mapping = field_mapping(field)
+        if mapping.source not in (None, *cls.accepts):
+            return []
+        keys = [mapping.key] if mapping.key else [field_name, dashed(field_name)]
+        if field.alias and not mapping.key:
+            keys.insert(0, field.alias)
+        return keys
+
+    @classmethod
+    def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
+        keys = {
+            key
+            for name, field in settings_cls.model_fields.items()
+            for key in cls.field_keys(settings_cls, name, field)
+        }
+        return {directory: set(keys) for directory in cls.dirs(settings_cls)}
+
+    def is_secret_key(self, key: str, mapping: FieldMapping) -> bool:
+        """Whether the value of file ``key`` is secret."""
+        return self.secret or mapping.secret
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
-        if mapping.source not in (None, self.kind):
+        keys = self.field_keys(self.settings_cls, field_name, field)
+        if not keys:
             return None
-        keys = [mapping.key] if mapping.key else [field_name, dashed(field_name)]
-        if field.alias and not mapping.key:
-            keys.insert(0, field.alias)
-        dirs = config_value(self.settings_cls, self.dirs_setting)
-        if isinstance(dirs, (str, os.PathLike)):
-            dirs = (dirs,)
-        for directory in dirs:
-            snapshot = self.context.volume(os.fspath(directory))
+        for directory in self.dirs(self.settings_cls):
+            snapshot = self.context.volume(directory)
             if snapshot is None:
                 continue
             for key in keys:
                 data = snapshot.files.get(key)
                 if data is None:
                     continue
-                origin = Origin(snapshot.file_path(key), key, secret=self.secret or mapping.secret)
+                origin = Origin(
+                    snapshot.file_path(key), key, secret=self.is_secret_key(key, mapping)
+                )
                 try:
                     text = data.decode("utf-8")
                 except UnicodeDecodeError:

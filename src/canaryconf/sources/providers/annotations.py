@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic.fields import FieldInfo
 
-from canaryconf._fields import FieldMapping, is_secret_field
-from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed
+from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
+from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed, downward_dirs
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 __all__ = ["AnnotationsSource", "full_key"]
 
@@ -22,6 +25,37 @@ class AnnotationsSource(VolumeSource):
     ``<annotation_prefix><field-name-with-dashes>``; plain secret fields (``SecretStr``)
     never come from annotations, which anyone who can read the pod can read. Other
     annotations (the kubelet's ``kubernetes.io/config.*`` among them) are never looked at."""
+
+    kind = "annotation"
+    config_key = "downward_api_dir"
+    default_dirs = "/etc/podinfo"
+
+    @classmethod
+    def field_keys(
+        cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo
+    ) -> list[str]:
+        mapping = field_mapping(field)
+        if mapping.source not in (None, "annotation"):
+            return []
+        prefix = config_value(settings_cls, "annotation_prefix")
+        names = [mapping.key] if mapping.key else [field_name, dashed(field_name)]
+        if field.alias and not mapping.key:
+            names.append(field.alias)
+        return list(dict.fromkeys(full_key(n, prefix) for n in names))
+
+    @classmethod
+    def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
+        reads = any(
+            (m := field_mapping(f)).source == "annotation"
+            or (m.source is None and not is_secret_field(f))
+            for f in settings_cls.model_fields.values()
+        )
+        files = {config_value(settings_cls, "annotations_file")} if reads else set()
+        return {d: set(files) for d in downward_dirs(settings_cls)}
+
+    @classmethod
+    def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
+        return downward_dirs(settings_cls)
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping

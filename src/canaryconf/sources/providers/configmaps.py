@@ -11,4 +11,7 @@ class ConfigMapSource(KeyPerFileSource):
     """Fields declared with ``configmap(key)``, and plain fields by name."""
 
     kind = "configmap"
-    dirs_setting = "configmap_dirs"
+    accepts = ("configmap",)
+    config_key = "configmap_dirs"
+    cli_flag = "--configmap-dir"
+    cli_help = "a ConfigMap volume directory (repeatable; default: the settings class's)"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import types
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
-from canaryconf._fields import FieldMapping, is_secret_field
+from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL, RolloutInfo
-from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed
+from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed, downward_dirs
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 from canaryconf.sources.providers.annotations import full_key
 
 __all__ = ["LabelsSource", "is_rollout_field"]
@@ -37,6 +40,37 @@ class LabelsSource(VolumeSource):
     """Fields declared with ``label(key)``; plain fields too when ``label_prefix`` is set;
     and every :class:`RolloutInfo` field, from the role label and
     ``rollouts-pod-template-hash``."""
+
+    kind = "label"
+    config_key = "downward_api_dir"
+    default_dirs = "/etc/podinfo"
+
+    @classmethod
+    def field_keys(
+        cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo
+    ) -> list[str]:
+        mapping = field_mapping(field)
+        prefix = config_value(settings_cls, "label_prefix")
+        if is_rollout_field(field):
+            return [config_value(settings_cls, "role_label"), POD_TEMPLATE_HASH_LABEL]
+        if mapping.source == "label" or (mapping.source is None and prefix is not None):
+            names = [mapping.key] if mapping.key else [dashed(field_name)]
+            return [full_key(n, prefix) for n in names]
+        return []
+
+    @classmethod
+    def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
+        reads = any(
+            cls.field_keys(settings_cls, name, f)
+            and not (field_mapping(f).source is None and is_secret_field(f))
+            for name, f in settings_cls.model_fields.items()
+        )
+        files = {config_value(settings_cls, "labels_file")} if reads else set()
+        return {d: set(files) for d in downward_dirs(settings_cls)}
+
+    @classmethod
+    def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
+        return downward_dirs(settings_cls)
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping

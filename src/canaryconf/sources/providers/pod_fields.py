@@ -3,31 +3,64 @@ annotation by key, and ``resourceFieldRef`` files such as a cpu or memory limit.
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic.fields import FieldInfo
 
-from canaryconf._fields import FieldMapping
-from canaryconf.sources.base import Origin, VolumeSource, config_value
+from canaryconf._fields import FieldMapping, field_mapping
+from canaryconf.downward import decode_text
+from canaryconf.sources.base import Origin, VolumeSource, downward_dirs
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 __all__ = ["PodFieldsSource"]
 
 
 class PodFieldsSource(VolumeSource):
-    """Fields declared with ``pod_field(...)`` or ``resource(...)``: the raw file content
-    (the kubelet writes no newline; one written by hand is dropped)."""
+    """Fields declared with ``pod_field(...)`` or ``resource(...)``: the file content exactly
+    as the kubelet wrote it (no newline is added, so none is removed: a PEM annotation keeps
+    its final ``\\n``), decoded as Go does (one U+FFFD per invalid byte).
+
+    An empty file means "absent": the kubelet writes one for a
+    ``metadata.labels['k']``/``metadata.annotations['k']`` item whose key the pod lacks, so
+    the field keeps its default. A label or annotation explicitly set to ``""`` cannot be
+    told apart from a missing one, and also gives the default.
+    """
+
+    kind = "pod_field"
+    config_key = "downward_api_dir"
+    default_dirs = "/etc/podinfo"
+
+    @classmethod
+    def field_keys(
+        cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo
+    ) -> list[str]:
+        mapping = field_mapping(field)
+        if mapping.source in ("pod_field", "resource") and mapping.key is not None:
+            return [mapping.key]
+        return []
+
+    @classmethod
+    def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
+        files = {
+            key
+            for name, field in settings_cls.model_fields.items()
+            for key in cls.field_keys(settings_cls, name, field)
+        }
+        return {d: set(files) for d in downward_dirs(settings_cls)}
+
+    @classmethod
+    def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
+        return downward_dirs(settings_cls)
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
         if mapping.source not in ("pod_field", "resource") or mapping.key is None:
             return None
-        directory = config_value(self.settings_cls, "downward_api_dir")
-        if directory is None:
+        found = self.context.downward_file(mapping.key)
+        if found is None or not found[1]:
             return None
-        snapshot = self.context.volume(os.fspath(directory))
-        if snapshot is None or mapping.key not in snapshot.files:
-            return None
-        text = snapshot.files[mapping.key].decode("utf-8", errors="replace")
-        return text.removesuffix("\n"), Origin(snapshot.file_path(mapping.key), mapping.key)
+        snapshot, data = found
+        return decode_text(data), Origin(snapshot.file_path(mapping.key), mapping.key)

@@ -15,5 +15,8 @@ class SecretsSource(KeyPerFileSource):
     """Fields declared with ``secret(key)``, and plain fields by name."""
 
     kind = "secret"
-    dirs_setting = "secrets_dirs"
+    accepts = ("secret",)
+    config_key = "secrets_dirs"
+    cli_flag = "--secrets-dir"
+    cli_help = "a Secret volume directory, never shown (repeatable; default: the class's)"
     secret = True

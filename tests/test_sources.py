@@ -1,0 +1,140 @@
+"""The source registry: each source kind declares itself once, and volume_dirs(), the
+settings' sources, the CLI's options and redaction all follow from that declaration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import SecretStr
+
+from canaryconf import CanaryConfigDict, CanarySettings, live, redacted_dump
+from canaryconf._cli.common import Redaction, explicit_dirs, retarget
+from canaryconf.cli import build_parser
+from canaryconf.settings import secret_fields
+from canaryconf.sources.base import (
+    as_dirs,
+    files_needed,
+    register_source,
+    registered_sources,
+    unregister_source,
+    volume_dirs,
+)
+from canaryconf.sources.providers._key_per_file import KeyPerFileSource
+from canaryconf.testing import KubeletWriter
+
+
+class VaultAgentSource(KeyPerFileSource):
+    """A kind no one shipped: files a Vault agent sidecar renders, one per key, secret."""
+
+    kind = "vault"
+    accepts = ("vault",)
+    config_key = "vault_dirs"
+    default_dirs: ClassVar[Any] = ()
+    secret = True
+    cli_flag = "--vault-dir"
+    cli_help = "a directory a Vault agent renders secrets into"
+
+
+@pytest.fixture
+def vault_kind() -> Iterator[None]:
+    register_source(VaultAgentSource, before="secret")
+    try:
+        yield
+    finally:
+        unregister_source("vault")
+
+
+def test_registry_order_is_the_documented_precedence() -> None:
+    kinds = [source.kind for source in registered_sources()]
+    assert kinds == ["annotation", "label", "pod_field", "projected", "configmap", "secret"]
+
+
+def test_one_directory_or_a_list() -> None:
+    assert as_dirs("/a") == ["/a"]
+    assert as_dirs(Path("/a")) == ["/a"]
+    assert as_dirs(["/a", Path("/b")]) == ["/a", "/b"]
+    assert as_dirs(None) == as_dirs(()) == []
+
+
+def test_a_kind_defined_outside_canaryconf_is_read_watched_and_redacted(
+    tmp_path: Path, vault_kind: None
+) -> None:
+    KubeletWriter(tmp_path / "cm").write({"db-user": "app", "db-password": "from-configmap"})
+    KubeletWriter(tmp_path / "vault").write({"db-password": "hunter2", "api-key": "k-1"})
+    KubeletWriter(tmp_path / "sec").write({"api-key": "from-secret"})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=None,
+            configmap_dirs=[tmp_path / "cm"],
+            secrets_dirs=str(tmp_path / "sec"),
+            vault_dirs=str(tmp_path / "vault"),  # type: ignore[typeddict-unknown-key]
+        )
+        db_user: str = ""
+        db_password: str = ""
+        api_key: str = ""
+
+    assert [s.kind for s in registered_sources()][-2:] == ["vault", "secret"]
+    assert volume_dirs(Settings) == [str(tmp_path / n) for n in ("cm", "vault", "sec")]
+    assert any(isinstance(s, VaultAgentSource) for s in Settings.volume_sources(Settings))
+
+    s = Settings()
+    # Precedence follows the registry: configmap > vault > secret.
+    assert (s.db_user, s.db_password, s.api_key) == ("app", "from-configmap", "k-1")
+    assert secret_fields(s) == {"api_key"}  # it came from a secret kind
+    assert "k-1" not in repr(s)
+    assert redacted_dump(s)["api_key"] == "**********"
+
+    # The CLI offers the kind's option, and hides its whole directory.
+    args = build_parser().parse_args(["show", "--vault-dir", str(tmp_path / "v2")])
+    assert explicit_dirs(args) == {"vault_dirs": [str(tmp_path / "v2")]}
+    moved = retarget(Settings, dirs=explicit_dirs(args))
+    assert volume_dirs(moved)[1] == str(tmp_path / "v2")
+    assert Redaction(Settings).file(str(tmp_path / "vault"), "api-key", "k-1") == "**********"
+
+    # A live instance watches it and reloads from it.
+    settings = live(Settings)
+    assert str(tmp_path / "vault") in settings.volume_dirs
+    KubeletWriter(tmp_path / "vault").write({"db-password": "hunter2", "api-key": "k-2"})
+    assert settings.reload().status == "applied"
+    assert settings.api_key == "k-2"
+
+
+def test_unregistered_kind_leaves_no_trace(tmp_path: Path) -> None:
+    register_source(VaultAgentSource)
+    unregister_source("vault")
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=None,
+            vault_dirs=str(tmp_path),  # type: ignore[typeddict-unknown-key]
+        )
+
+    assert volume_dirs(Settings) == []
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["show", "--vault-dir", "x"])
+
+
+def test_a_kind_is_registered_once() -> None:
+    with pytest.raises(ValueError, match="'secret' is already registered"):
+        register_source(registered_sources()[-1])
+
+
+def test_only_selective_kinds_restrict_reads(tmp_path: Path) -> None:
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(tmp_path / "podinfo"),
+            configmap_dirs=[str(tmp_path / "cm")],
+            projected_dirs=[str(tmp_path / "app")],
+        )
+        db_url: str = ""
+        token: SecretStr = SecretStr("")
+
+    needed = files_needed(Settings)
+    assert needed[str(tmp_path / "podinfo")] is None  # a plain volume is read whole
+    assert needed[str(tmp_path / "cm")] is None
+    # Plain fields may come from annotations and from files named like them.
+    assert needed[str(tmp_path / "app")] == {"annotations", "db_url", "db-url", "token"}
