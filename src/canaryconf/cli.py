@@ -77,6 +77,12 @@ def _signal(text: str) -> object:
     return parse_signal(text)
 
 
+def _webhook_url(text: str) -> str:
+    from canaryconf._cli.sidecar import parse_webhook_url  # noqa: PLC0415
+
+    return parse_webhook_url(text)
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32)
@@ -254,7 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-url",
         metavar="URL",
         action="append",
+        type=_webhook_url,
         help="URL to call on each change (repeatable; user:password@ becomes basic auth)",
+    )
+    sidecar.add_argument(
+        "--webhook-follow-redirects",
+        action="store_true",
+        help="follow a redirect to the same scheme, host and port (default: a redirect is a"
+        " failed delivery; one to another host is never followed)",
     )
     sidecar.add_argument("--webhook-method", default="POST", help="HTTP method (default POST)")
     sidecar.add_argument(
@@ -275,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         type=_positive_float,
         default=10.0,
-        help="seconds per request (default 10)",
+        help="seconds an attempt may take in all, answer included (default 10)",
     )
     sidecar.add_argument(
         "--webhook-backoff",

@@ -31,8 +31,6 @@ non-secret settings show the same digest. No label value ever holds a secret.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 import weakref
@@ -53,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from canaryconf import signals
 from canaryconf._live import LiveSettings
 from canaryconf.change import ReloadResult
-from canaryconf.settings import redacted_dump
+from canaryconf.settings import redacted_digest
 
 __all__ = [
     "Instrumentation",
@@ -99,8 +97,7 @@ class _SettingsCollector(Collector):
         cached = self._digest_for
         if cached is not None and cached[0] == live.digest:
             return cached[1]
-        dumped = json.dumps(redacted_dump(live.current), sort_keys=True, default=str)
-        digest = hashlib.sha256(dumped.encode("utf-8")).hexdigest()[:12]
+        digest = redacted_digest(live.current)[:12]
         self._digest_for = (live.digest, digest)
         return digest
 

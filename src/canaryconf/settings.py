@@ -8,16 +8,21 @@ fixed when the pod starts, so it is the baseline that canary metadata overrides.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, get_args
 
+import pydantic
+import pydantic_core
+import pydantic_settings
 from pydantic import PrivateAttr, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from canaryconf._errors import FieldProblem, SettingsValidationError
+from canaryconf._errors import CanaryConfError, FieldProblem, SettingsValidationError
 from canaryconf._fields import field_mapping, is_secret_field
 from canaryconf.sources.base import (
     BuildContext,
@@ -43,6 +48,7 @@ __all__ = [
     "CanaryConfigDict",
     "CanarySettings",
     "build_settings",
+    "redacted_digest",
     "redacted_dump",
     "restart_fields",
     "secret_fields",
@@ -115,6 +121,10 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
+        except CanaryConfError:
+            # canaryconf's own errors (a malformed label or annotation file, an unreadable
+            # volume) are built never to hold a value: they pass through as they are.
+            raise
         except Exception as exc:
             # pydantic passes on as it is what a validator raised if it is not a ValueError
             # or an AssertionError (a KeyError from a lookup, a TypeError): its message can
@@ -223,6 +233,15 @@ def redacted_dump(settings: CanarySettings) -> dict[str, Any]:
     return dumped
 
 
+def redacted_digest(settings: CanarySettings) -> str:
+    """SHA-256 (hex) of the snapshot's :func:`redacted_dump` as sorted JSON: what every
+    output publishes to tell versions apart. The volumes' own digest hashes Secret bytes,
+    and a short secret can be found again from it by trying every value; this one changes
+    with what is shown, never with a secret alone."""
+    dumped = json.dumps(redacted_dump(settings), sort_keys=True, default=str)
+    return hashlib.sha256(dumped.encode("utf-8")).hexdigest()
+
+
 #: pydantic's own error types, whose messages never hold the input. A custom validator's
 #: message (``value_error``, ``assertion_error``, or any ``PydanticCustomError`` type) can.
 _BUILTIN_ERROR_TYPES = frozenset(get_args(ErrorType)) - {"value_error", "assertion_error"}
@@ -239,19 +258,42 @@ def _has_secrets(cls: type[CanarySettings], ctx: BuildContext) -> bool:
 def _validator_error(
     cls: type[CanarySettings], exc: Exception, ctx: BuildContext
 ) -> SettingsValidationError:
-    """A validator's own exception as a problem that says where it was raised (function,
-    file and line: never a value) instead of what it said."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    """A validator's own exception as a problem that names its type and the user's function
+    that raised it (never canaryconf's or pydantic's internals, never the message)."""
     where = ""
-    if frames:
-        frame = frames[-1]
-        where = f" in {frame.name} ({os.path.basename(frame.filename)}:{frame.lineno})"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not _is_library_file(frame.filename):
+            where = f" in {frame.name} ({os.path.basename(frame.filename)}:{frame.lineno})"
+            break
     reason = (
         f"a validator raised {type(exc).__name__}{where}"
-        " (message withheld: the settings have secret fields)"
+        " (message withheld: it may quote a secret value)"
     )
     problem = FieldProblem(field=cls.__name__, reason=reason)
     return SettingsValidationError(cls.__name__, [*ctx.problems, problem])
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path))
+    for path in (pydantic.__file__, pydantic_core.__file__, pydantic_settings.__file__, __file__)
+    if path
+)
+
+
+def _is_library_file(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return any(path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
+
+
+def _safe_message(error: Any) -> bool:
+    """Whether pydantic's message of ``error`` cannot quote the input: one of pydantic's own
+    error types whose context, if any, holds only numbers (``string_too_long``'s
+    ``max_length``). Context text (a union tag, a UUID parser's complaint, a pattern) can
+    come from the input, and custom validators' messages can say anything."""
+    if not _is_builtin_message(error["type"]):
+        return False
+    context = error.get("ctx") or {}
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in context.values())
 
 
 def _settings_error(
@@ -262,7 +304,7 @@ def _settings_error(
     names = field_names_by_key(cls)
     problems = list(ctx.problems)
     already = {p.field for p in problems}
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_context=True, include_input=False):
         loc = error["loc"]
         top = names.get(str(loc[0]), str(loc[0])) if loc else ""
         if loc:
@@ -272,8 +314,12 @@ def _settings_error(
         origin = origins.get(top)
         reason = error["msg"]
         # A model-level validator (empty ``loc``) can read every field, secrets included.
-        if (top in secrets or (not loc and secrets)) and not _is_builtin_message(error["type"]):
-            reason = f"{error['type']} (message withheld: secret field)"
+        if top in secrets or (not loc and secrets):
+            # Below a secret field's name, the location is data too: a dict key, a tagged
+            # union's tag. Only the field name is shown.
+            loc = loc[:1]
+            if not _safe_message(error):
+                reason = f"{error['type']} (message withheld: secret field)"
         problems.append(
             FieldProblem(
                 field=".".join(str(part) for part in loc) or cls.__name__,

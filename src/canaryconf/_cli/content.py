@@ -47,7 +47,8 @@ def read_view(
     parse_maps: bool = True,
 ) -> VolumeView:
     """Read ``path`` (one consistent generation). A malformed label or annotation file is
-    kept as a plain file and its error recorded. Raises :class:`~canaryconf.VolumeError`."""
+    left out and its error (file, line, key: never a value) recorded: its raw text can hold
+    a secret annotation. Raises :class:`~canaryconf.VolumeError`."""
     snapshot = read_volume(path)
     view = VolumeView(
         path=path,
@@ -62,7 +63,6 @@ def read_view(
                 parsed = parse_map(data, source=snapshot.file_path(name))
             except DownwardAPIFormatError as exc:
                 view.errors.append(exc)
-                view.files[name] = data
                 continue
             if name == labels_file:
                 view.labels = parsed

@@ -12,10 +12,15 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import http.client
+import ipaddress
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,13 +40,13 @@ from canaryconf._cli.common import (
 )
 from canaryconf._cli.content import VolumeDigests, digests_class
 from canaryconf._cli.watch import change_lines, stop_on_signals
-from canaryconf._errors import CanaryConfError
+from canaryconf._errors import CanaryConfError, VolumeError
 from canaryconf._live import LiveSettings, live
 from canaryconf.change import ReloadResult
 from canaryconf.settings import CanarySettings
-from canaryconf.volume import read_volume
+from canaryconf.volume import read_regular_file, read_volume
 
-__all__ = ["cmd_sidecar", "parse_signal"]
+__all__ = ["cmd_sidecar", "parse_signal", "parse_webhook_url"]
 
 logger = logging.getLogger("canaryconf.sidecar")
 
@@ -69,59 +74,252 @@ def parse_signal(text: str) -> signal.Signals:
         raise argparse.ArgumentTypeError(f"unknown signal {text!r}") from None
 
 
+def parse_webhook_url(text: str) -> str:
+    """``--webhook``'s value, checked when the command line is parsed: an http or https URL
+    with a host and a valid port. The message never repeats the URL (it may hold a
+    password)."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise argparse.ArgumentTypeError("expected an http:// or https:// URL")
+    if not parts.hostname:
+        raise argparse.ArgumentTypeError("the URL has no host")
+    if port == 0:
+        raise argparse.ArgumentTypeError("port 0 is not a port one can send to")
+    return text
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: never sent through a proxy (as Go's net/http)."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Attempt:
+    """The connections of one webhook attempt, so the event loop can cut them when the
+    attempt's deadline passes or the sidecar stops (a server that drips one byte under the
+    socket timeout would otherwise hold the attempt forever)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: list[http.client.HTTPConnection] = []
+        self.aborted = False
+
+    def track(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._connections.append(connection)
+
+    def check(self, connection: http.client.HTTPConnection) -> None:
+        """Called once connected: a connection made after the abort is closed at once."""
+        if self.aborted:
+            connection.close()
+            raise OSError("the attempt was cut short")
+
+    def abort(self) -> None:
+        with self._lock:
+            self.aborted = True
+            connections = list(self._connections)
+        for connection in connections:
+            sock = connection.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def _tracked(base: type[http.client.HTTPConnection], attempt: _Attempt) -> Any:
+    class Tracked(base):  # type: ignore[valid-type,misc]
+        def connect(self) -> None:
+            super().connect()
+            attempt.check(self)
+
+    def connect(host: str, **kwargs: Any) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection = Tracked(host, **kwargs)
+        attempt.track(connection)
+        return connection
+
+    return connect
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, attempt: _Attempt) -> None:
+        super().__init__()
+        self.attempt = attempt
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_tracked(http.client.HTTPConnection, self.attempt), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, attempt: _Attempt) -> None:
+        super().__init__()
+        self.attempt = attempt
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = _tracked(http.client.HTTPSConnection, self.attempt)
+        return self.do_open(connection, req, context=ssl.create_default_context())
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed (the answer counts as a failed delivery), unless
+    ``follow`` is set and it stays on the same scheme, host and port: credentials are never
+    sent to another place."""
+
+    def __init__(self, follow: bool) -> None:
+        self.follow = follow
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if not self.follow:
+            return None
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        try:
+            same = (old.scheme, old.hostname, old.port) == (new.scheme, new.hostname, new.port)
+        except ValueError:
+            same = False
+        if not same:
+            return None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 class Webhook:
     """An HTTP request without a body; userinfo in the URL becomes basic auth. ``name``
-    (for logs and metric labels) leaves out userinfo and query, which may hold tokens."""
+    (for logs and metric labels) leaves out userinfo and query, which may hold tokens.
 
-    def __init__(self, url: str, method: str, status: int | None, timeout: float) -> None:
+    ``timeout`` bounds a whole attempt (connect, send, the answer's status line and
+    headers); a loopback URL never goes through a proxy; a redirect is a failed delivery
+    unless ``follow_redirects`` (same scheme, host and port only)."""
+
+    def __init__(
+        self,
+        url: str,
+        method: str,
+        status: int | None,
+        timeout: float,
+        *,
+        follow_redirects: bool = False,
+    ) -> None:
+        try:
+            parse_webhook_url(url)
+        except argparse.ArgumentTypeError as exc:
+            raise CliError(EXIT_USAGE, f"--webhook: {exc}") from None
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CliError(EXIT_USAGE, "--webhook: expected an http:// or https:// URL")
         self.headers = {"User-Agent": f"canaryconf-sidecar/{__version__}"}
         if parts.username is not None:
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
             token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
             self.headers["Authorization"] = f"Basic {token}"
-        netloc = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-        if ":" in (parts.hostname or "") and not netloc.startswith("["):
-            netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
+        host = parts.hostname or ""
+        shown_host = f"[{host}]" if ":" in host else host
+        netloc = shown_host if parts.port is None else f"{shown_host}:{parts.port}"
         self.url = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
         self.name = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", "", ""))
         self.method = method.upper()
         self.status = status
         self.timeout = timeout
+        self.follow_redirects = follow_redirects
+        self.loopback = is_loopback(host)
         self.last_status: int | None = None
 
-    def _request(self) -> int:
+    def _opener(self, attempt: _Attempt) -> urllib.request.OpenerDirector:
+        proxies = urllib.request.ProxyHandler({} if self.loopback else None)
+        return urllib.request.build_opener(
+            proxies,
+            _Redirects(self.follow_redirects),
+            _HTTPHandler(attempt),
+            _HTTPSHandler(attempt),
+        )
+
+    def _request(self, attempt: _Attempt) -> int:
         data = b"" if self.method in ("POST", "PUT", "PATCH") else None
         # The scheme was checked to be http or https in __init__.
         request = urllib.request.Request(  # noqa: S310
             self.url, data=data, headers=self.headers, method=self.method
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with self._opener(attempt).open(request, timeout=self.timeout) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             exc.close()
             return int(exc.code)
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
             raise NotifyError("client_request_do", f"request failed: {reason}") from None
 
-    async def notify(self) -> None:
+    async def notify(self, stop: asyncio.Event) -> None:
+        """One attempt, in a thread of its own (the event loop never waits for it): it ends
+        when the answer comes, ``timeout`` seconds pass, or ``stop`` is set."""
         self.last_status = None
-        status = await asyncio.to_thread(self._request)
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[int] = loop.create_future()
+        attempt = _Attempt()
+
+        def settle(status: int | None, error: BaseException | None) -> None:
+            if outcome.done():
+                return
+            if error is not None:
+                outcome.set_exception(error)
+            else:
+                outcome.set_result(status or 0)
+
+        def work() -> None:
+            try:
+                status, error = self._request(attempt), None
+            except BaseException as exc:  # handed to the event loop
+                status, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle, status, error)
+
+        threading.Thread(target=work, name="canaryconf-webhook", daemon=True).start()
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        waiting: set[asyncio.Future[Any]] = {outcome, stopping}
+        try:
+            await asyncio.wait(waiting, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not outcome.done():
+            attempt.abort()
+            outcome.cancel()
+            if stop.is_set():
+                raise NotifyError("stopped", "attempt interrupted: the sidecar is stopping")
+            raise NotifyError("timeout", f"no answer within {self.timeout:g}s")
+        status = outcome.result()
         self.last_status = status
         ok = status == self.status if self.status is not None else 200 <= status < 300
-        if not ok:
-            expected = self.status if self.status is not None else "2xx"
-            raise NotifyError("client_response", f"answered {status}, expected {expected}")
+        if ok:
+            return
+        expected = self.status if self.status is not None else "2xx"
+        if 300 <= status < 400:
+            raise NotifyError(
+                "client_redirect",
+                f"answered {status} (a redirect, not followed: it counts as a failure), "
+                f"expected {expected}",
+            )
+        raise NotifyError("client_response", f"answered {status}, expected {expected}")
+
+
+#: A pid file holds a number and a newline; anything bigger is not one.
+MAX_PID_FILE_BYTES = 64
 
 
 class ProcessSignal:
     """A signal to ``pid``, or to the pid read from ``pid_file`` at each notification (so
-    a restarted application is still found)."""
+    a restarted application is still found). The pid file is read as volume files are:
+    a regular file only (a FIFO or a device is refused), at most 64 bytes."""
 
     def __init__(self, signum: signal.Signals, pid: int | None, pid_file: str | None) -> None:
         self.signum = signum
@@ -136,14 +334,18 @@ class ProcessSignal:
             return self.pid
         assert self.pid_file is not None
         try:
-            with open(self.pid_file, encoding="ascii") as handle:
-                return int(handle.read().strip())
-        except (OSError, ValueError) as exc:
-            raise NotifyError(
-                "pid_file", f"cannot read a pid from {self.pid_file}: {exc}"
-            ) from None
+            text = read_regular_file(self.pid_file, MAX_PID_FILE_BYTES)
+        except VolumeError as exc:
+            raise NotifyError("pid_file", f"cannot read a pid: {exc}") from None
+        try:
+            pid = int(text.strip())
+        except ValueError:
+            raise NotifyError("pid_file", f"{self.pid_file} does not hold a pid") from None
+        if pid <= 0:
+            raise NotifyError("pid_file", f"{self.pid_file} does not hold a pid")
+        return pid
 
-    async def notify(self) -> None:
+    async def notify(self, stop: asyncio.Event) -> None:
         pid = self._pid()
         try:
             os.kill(pid, self.signum)
@@ -246,7 +448,7 @@ class Notifier:
         for attempt in range(self.retries + 1):
             started = time.perf_counter()
             try:
-                await target.notify()
+                await target.notify(stop)
             except NotifyError as exc:
                 if metrics is not None:
                     metrics.errors.labels(target.name, exc.reason).inc()
@@ -298,7 +500,13 @@ async def _wait_either(
 
 def _targets(args: argparse.Namespace) -> list[Target]:
     targets: list[Target] = [
-        Webhook(url, args.webhook_method, args.webhook_status_code, args.webhook_timeout)
+        Webhook(
+            url,
+            args.webhook_method,
+            args.webhook_status_code,
+            args.webhook_timeout,
+            follow_redirects=args.webhook_follow_redirects,
+        )
         for url in args.webhook or []
     ]
     if args.pid is not None or args.pid_file is not None:
