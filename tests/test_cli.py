@@ -507,6 +507,20 @@ def test_export_json_and_raw_volume(
     assert "export LIMITS_CPU=2" in raw.stdout
 
 
+def test_export_keeps_a_plain_value_that_looks_redacted(tmp_path: Path, settings_file: str) -> None:
+    # Redaction is a type, not a text: a plain setting whose value is ten asterisks is
+    # neither dropped nor called secret; the secret one still is.
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(canary_pod(**{f"{PREFIX}db-url": "**********", f"{PREFIX}api-token": TOKEN}))
+    result = run("export", writer.path, "--settings", settings_file)
+    assert result.returncode == 0, result.stderr
+    assert "export APP_DB_URL='**********'" in result.stdout
+    assert "APP_API_TOKEN" not in result.stdout
+    assert "left out secret value(s)" in result.stderr and "APP_API_TOKEN" in result.stderr
+    assert "APP_DB_URL" not in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
 def test_export_refuses_an_invalid_volume(tmp_path: Path, settings_file: str) -> None:
     writer = KubeletWriter(tmp_path / "podinfo")
     writer.write(canary_pod(**{f"{PREFIX}ratio": "7"}))

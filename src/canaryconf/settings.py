@@ -47,6 +47,7 @@ __all__ = [
     "REDACTED",
     "CanaryConfigDict",
     "CanarySettings",
+    "Redacted",
     "build_settings",
     "redacted_digest",
     "redacted_dump",
@@ -54,7 +55,34 @@ __all__ = [
     "secret_fields",
 ]
 
-REDACTED = "**********"
+
+class Redacted(str):
+    """The stand-in for a secret value: text ``**********``, and a type of its own.
+
+    Redaction is decided where values are read (:func:`redacted_dump`,
+    :meth:`~canaryconf.Change.diff`, the CLI's readers) and carried by this type to every
+    output: a renderer asks ``isinstance(value, Redacted)``, never compares text, so a
+    plain setting whose value happens to be ``**********`` is still shown and exported. It
+    is a ``str``, so JSON encoders of every framework write it as is.
+
+    >>> REDACTED, isinstance(REDACTED, Redacted), isinstance("**********", Redacted)
+    ('**********', True, False)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *_: object) -> Redacted:
+        return super().__new__(cls, "**********")
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    def __reduce__(self) -> tuple[type[Redacted], tuple[()]]:
+        return Redacted, ()
+
+
+#: The one :class:`Redacted` value.
+REDACTED = Redacted()
 
 
 class CanaryConfigDict(SettingsConfigDict, total=False):

@@ -18,6 +18,7 @@ from canaryconf._cli.common import (
     EXIT_USAGE,
     REDACTED,
     CliError,
+    Redacted,
     Redaction,
     as_cli_error,
     atomic_write,
@@ -40,7 +41,7 @@ from canaryconf._errors import (
     VolumeError,
     VolumeNotFoundError,
 )
-from canaryconf.change import Change
+from canaryconf.change import Change, change_line
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL
 from canaryconf.settings import CanarySettings, redacted_dump, restart_fields, secret_fields
 from canaryconf.sources.base import config_value
@@ -443,10 +444,7 @@ def _settings_diff(
     lines = []
     for name, (before, after) in Change(old, new).diff().items():
         note = " (needs a restart: not applied live)" if name in restart else ""
-        if before == REDACTED:
-            lines.append(f"~ {name}: changed ({REDACTED}){note}")
-        else:
-            lines.append(f"~ {name}: {display(before)} -> {display(after)}{note}")
+        lines.append(change_line(name, before, after) + note)
     return lines, problems
 
 
@@ -579,7 +577,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     else:
         variables = _variables(reading, include_secrets=args.include_secrets, prefix=args.prefix)
-        omitted = [name for name, value in variables.items() if value == REDACTED]
+        omitted = [name for name, value in variables.items() if isinstance(value, Redacted)]
         for name in omitted:
             del variables[name]
         source = (

@@ -19,7 +19,6 @@ from canaryconf._cli.common import (
     REDACTED,
     CliError,
     as_cli_error,
-    display,
     error_lines,
     load_settings,
     map_diff,
@@ -50,12 +49,7 @@ def change_lines(change: Change[Any]) -> list[str]:
             old, new = getattr(change.old, name), getattr(change.new, name)
             lines.extend(f"{line[:2]}{name} {line[2:]}" for line in map_diff(old, new, redact))
         return lines
-    for name, (before, after) in change.diff().items():
-        if before == REDACTED:
-            lines.append(f"~ {name}: changed ({REDACTED})")
-        else:
-            lines.append(f"~ {name}: {display(before)} -> {display(after)}")
-    return lines
+    return change.lines()
 
 
 def open_live(args: argparse.Namespace) -> LiveSettings[CanarySettings]:
