@@ -16,12 +16,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from canaryconf._errors import DownwardAPIFormatError
 from canaryconf._fields import secret
+from canaryconf.change import display
 from canaryconf.downward import parse_map
 from canaryconf.settings import CanaryConfigDict, CanarySettings
 from canaryconf.sources.base import VolumeSource, config_value
 from canaryconf.volume import VolumeSnapshot, read_volume
 
-__all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "read_view"]
+__all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "file_texts", "read_view"]
 
 
 @dataclass
@@ -71,6 +72,17 @@ def read_view(
         else:
             view.files[name] = data
     return view
+
+
+def file_texts(view: VolumeView) -> dict[str, str]:
+    """The view's plain files as text (JSON-quoted when not UTF-8)."""
+    texts = {}
+    for name, data in view.files.items():
+        try:
+            texts[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            texts[name] = display(data)
+    return texts
 
 
 def _text(data: bytes) -> str:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import http.client
 import ipaddress
 import logging
@@ -26,27 +27,43 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from canaryconf import __version__, signals
-from canaryconf._cli.common import (
-    EXIT_OK,
-    EXIT_USAGE,
-    CliError,
-    as_cli_error,
-    error_lines,
-    load_settings,
-    retarget,
-)
+from canaryconf._cli.common import EXIT_OK, EXIT_USAGE, CliError, error_lines
 from canaryconf._cli.content import VolumeDigests, digests_class
+from canaryconf._cli.options import (
+    COUNT,
+    DIR,
+    FILE,
+    SECONDS,
+    VolumeOptions,
+    WatchOptions,
+    add_volume_options,
+    add_watch_options,
+    non_negative_float,
+    non_negative_int,
+)
+from canaryconf._cli.session import Session
 from canaryconf._cli.watch import change_lines, stop_on_signals
-from canaryconf._errors import CanaryConfError, VolumeError
-from canaryconf._live import LiveSettings, live
+from canaryconf._errors import VolumeError
+from canaryconf._live import LiveSettings
 from canaryconf.change import ReloadResult
 from canaryconf.settings import CanarySettings
-from canaryconf.volume import read_regular_file, read_volume
+from canaryconf.volume import read_regular_file
 
-__all__ = ["cmd_sidecar", "parse_signal", "parse_webhook_url"]
+__all__ = ["SidecarArgs", "add_arguments", "parse", "parse_signal", "parse_webhook_url", "run"]
+
+NAME = "sidecar"
+SUMMARY = "notify an application when a volume changes"
+DESCRIPTION = (
+    "Watch volumes and notify an application on each change: the HTTP request"
+    " configmap-reload sends (an empty POST), retried with exponential backoff,"
+    " or a signal to a process (shareProcessNamespace: true in the pod). With"
+    " --settings, only versions that validate are announced. Prometheus metrics with"
+    " --metrics-port. Stops cleanly on SIGTERM, also in the middle of an attempt."
+)
 
 logger = logging.getLogger("canaryconf.sidecar")
 
@@ -498,7 +515,7 @@ async def _wait_either(
     return first.is_set()
 
 
-def _targets(args: argparse.Namespace) -> list[Target]:
+def _targets(args: SidecarArgs) -> list[Target]:
     targets: list[Target] = [
         Webhook(
             url,
@@ -507,7 +524,7 @@ def _targets(args: argparse.Namespace) -> list[Target]:
             args.webhook_timeout,
             follow_redirects=args.webhook_follow_redirects,
         )
-        for url in args.webhook or []
+        for url in args.webhooks
     ]
     if args.pid is not None or args.pid_file is not None:
         if args.pid is not None and args.pid_file is not None:
@@ -520,31 +537,17 @@ def _targets(args: argparse.Namespace) -> list[Target]:
     return targets
 
 
-def _open(args: argparse.Namespace) -> LiveSettings[CanarySettings]:
-    dirs = [*(args.dirs or []), *(args.volume_dir or [])]
-    for directory in [*dirs, *(args.configmap_dir or []), *(args.secrets_dir or [])]:
-        try:
-            read_volume(directory)
-        except CanaryConfError as exc:
-            raise as_cli_error(exc, directory) from None
-    target: type[CanarySettings]
-    if args.settings:
+def _open(args: SidecarArgs) -> LiveSettings[CanarySettings]:
+    dirs = list(args.dirs)
+    volumes = args.volumes
+    if volumes.settings:
         if len(dirs) > 1:
             raise CliError(EXIT_USAGE, "with --settings, give at most one DIR (the podinfo volume)")
-        target = retarget(
-            load_settings(args.settings),
-            downward=dirs[0] if dirs else None,
-            configmaps=args.configmap_dir,
-            secrets=args.secrets_dir,
-        )
-    elif not dirs:
+        session = Session(dataclasses.replace(volumes, dir=dirs[0] if dirs else None))
+        return session.follow(args.watch)
+    if not dirs:
         raise CliError(EXIT_USAGE, "give at least one volume directory to watch")
-    else:
-        target = digests_class(dirs)
-    try:
-        return live(target, force_polling=args.poll, poll_interval=args.poll_interval)
-    except CanaryConfError as exc:
-        raise as_cli_error(exc, f"{target.__name__} does not load") from None
+    return Session(volumes).follow(args.watch, lambda: digests_class(dirs), extra_dirs=dirs)
 
 
 def _describe(result: ReloadResult[Any]) -> str:
@@ -610,7 +613,7 @@ async def _run(
     )
 
 
-def cmd_sidecar(args: argparse.Namespace) -> int:
+def run(args: SidecarArgs) -> int:
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
@@ -629,7 +632,7 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         except ImportError as exc:
             raise CliError(EXIT_USAGE, f"--metrics-port: {exc}") from None
         metrics = SidecarMetrics()
-        if args.settings:
+        if args.volumes.settings:
             core_metrics.instrument(settings, metrics.registry)
         try:
             server = core_metrics.start_http_server(
@@ -647,3 +650,115 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         if server is not None:
             server.close()
     return EXIT_OK
+
+
+@dataclass(frozen=True)
+class SidecarArgs:
+    dirs: tuple[str, ...]
+    volumes: VolumeOptions
+    watch: WatchOptions
+    webhooks: tuple[str, ...] = ()
+    webhook_method: str = "POST"
+    webhook_status_code: int | None = None
+    webhook_follow_redirects: bool = False
+    webhook_retries: int = 3
+    webhook_timeout: float = 10.0
+    webhook_backoff: float = 1.0
+    signal: signal.Signals | None = None
+    pid: int | None = None
+    pid_file: str | None = None
+    metrics_port: int | None = None
+    metrics_address: str = "0.0.0.0"  # noqa: S104  (a sidecar is scraped from outside the pod)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dirs", metavar=DIR, nargs="*", help="volume directories to watch")
+    parser.add_argument(
+        "--volume-dir", metavar=DIR, action="append", help="same as DIR (configmap-reload)"
+    )
+    add_volume_options(parser, dir_arg=False)
+    parser.add_argument(
+        "--webhook",
+        "--webhook-url",
+        metavar="URL",
+        action="append",
+        type=parse_webhook_url,
+        help="URL to call on each change (repeatable; user:password@ becomes basic auth)",
+    )
+    parser.add_argument(
+        "--webhook-method", metavar="METHOD", default="POST", help="HTTP method (default POST)"
+    )
+    parser.add_argument(
+        "--webhook-status-code",
+        metavar="CODE",
+        type=int,
+        help="the status that means success (default: any 2xx)",
+    )
+    parser.add_argument(
+        "--webhook-follow-redirects",
+        action="store_true",
+        help="follow a redirect to the same scheme, host and port (default: a redirect is a"
+        " failed delivery; one to another host is never followed)",
+    )
+    parser.add_argument(
+        "--webhook-retries",
+        metavar=COUNT,
+        type=non_negative_int,
+        default=3,
+        help="retries after a failed attempt (default 3); also for signals",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        metavar=SECONDS,
+        type=non_negative_float,
+        default=10.0,
+        help="seconds an attempt may take in all, answer included (default 10)",
+    )
+    parser.add_argument(
+        "--webhook-backoff",
+        metavar=SECONDS,
+        type=non_negative_float,
+        default=1.0,
+        help="first retry delay, doubled each time up to 30 (default 1)",
+    )
+    parser.add_argument(
+        "--signal", metavar="SIGNAL", type=parse_signal, help="signal to send (default HUP)"
+    )
+    parser.add_argument("--pid", metavar="PID", type=int, help="process to signal")
+    parser.add_argument(
+        "--pid-file", metavar=FILE, help="file holding the pid to signal (read each time)"
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        type=int,
+        help="serve Prometheus metrics on this port (0: any free port); needs"
+        " canaryconf[prometheus]",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        metavar="ADDRESS",
+        default="0.0.0.0",  # noqa: S104  (a sidecar is scraped from outside the pod)
+        help="default 0.0.0.0",
+    )
+    add_watch_options(parser)
+
+
+def parse(ns: argparse.Namespace) -> SidecarArgs:
+    return SidecarArgs(
+        dirs=(*(ns.dirs or ()), *(ns.volume_dir or ())),
+        volumes=VolumeOptions.from_namespace(argparse.Namespace(**vars(ns), dir=None)),
+        watch=WatchOptions.from_namespace(ns),
+        webhooks=tuple(ns.webhook or ()),
+        webhook_method=ns.webhook_method,
+        webhook_status_code=ns.webhook_status_code,
+        webhook_follow_redirects=ns.webhook_follow_redirects,
+        webhook_retries=ns.webhook_retries,
+        webhook_timeout=ns.webhook_timeout,
+        webhook_backoff=ns.webhook_backoff,
+        signal=ns.signal,
+        pid=ns.pid,
+        pid_file=ns.pid_file,
+        metrics_port=ns.metrics_port,
+        metrics_address=ns.metrics_address,
+    )
