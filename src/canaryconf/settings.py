@@ -18,7 +18,7 @@ from typing import Any, ClassVar, get_args
 import pydantic
 import pydantic_core
 import pydantic_settings
-from pydantic import PrivateAttr, ValidationError
+from pydantic import PrivateAttr, PydanticUserError, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -149,9 +149,10 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
-        except CanaryConfError:
+        except (CanaryConfError, PydanticUserError):
             # canaryconf's own errors (a malformed label or annotation file, an unreadable
-            # volume) are built never to hold a value: they pass through as they are.
+            # volume) are built never to hold a value, and pydantic's user errors speak of
+            # the class, not of values: they pass through as they are.
             raise
         except Exception as exc:
             # pydantic passes on as it is what a validator raised if it is not a ValueError
