@@ -635,6 +635,28 @@ def test_watch_without_settings_follows_every_key(tmp_path: Path) -> None:
     assert events[1]["changes"] == ["~ labels role: canary -> stable"]
 
 
+def test_watch_without_settings_reports_a_malformed_file_with_file_line_and_key(
+    tmp_path: Path,
+) -> None:
+    # canaryconf's own errors hold no value: shown whole, not "message withheld" and never
+    # an internal function name.
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(canary_pod())
+    with background(
+        "watch", writer.path, "--format", "json", "--count", "1", "--timeout", "30"
+    ) as watch:
+        watch.wait_for('"watching"')
+        files = canary_pod()
+        writer.write({**files, "annotations": files["annotations"] + '\nbroken="unterminated'})
+        assert watch.finish() == 0
+    event = json.loads(watch.lines[1])
+    assert event["status"] == "rejected"
+    [problem] = event["problems"]
+    assert f"{writer.path / 'annotations'}, line " in problem
+    assert "key 'broken'" in problem and "unterminated" in problem
+    assert "withheld" not in problem and "_parse" not in problem
+
+
 def test_watch_timeout_and_sigterm(tmp_path: Path) -> None:
     writer = KubeletWriter(tmp_path / "podinfo")
     writer.write(canary_pod())
