@@ -872,3 +872,18 @@ def test_endpoint_digest_does_not_hash_secret_bytes(
     after = status_body(settings, settings.pin(), watching=False)["digest"]
     assert body["digest"] == after == before, "a rotation of secrets alone does not move it"
     assert settings.digest not in json.dumps(body)
+
+
+def test_show_prints_no_digest_of_a_volume_holding_a_secret(pod: Pod) -> None:
+    # A 6-digit secret annotation: a digest over the annotations file would let anyone who
+    # sees the output try the million candidates offline.
+    pod.write(signing_key="493027")
+    volumes = [pod.podinfo.path, "--settings", f"{pod.settings_file}:Settings"]
+    table = cli("show", *volumes)
+    as_json = json.loads(cli("show", *volumes, "--format", "json").stdout)
+    digest = read_volume(pod.podinfo.path).digest
+    assert ", digest " not in table.stdout.splitlines()[0]
+    assert "digest" not in as_json["downward_api"]
+    assert digest[:12] not in table.stdout + json.dumps(as_json)
+    plain = cli("show", pod.podinfo.path)  # without settings nothing is known secret
+    assert f"digest {digest[:12]}" in plain.stdout

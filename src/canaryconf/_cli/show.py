@@ -98,6 +98,18 @@ def _table(rows: list[tuple[str, str]], out: TextIO, indent: str = "  ") -> None
         print(f"{indent}{key.ljust(width)}  {value}", file=out)
 
 
+def _holds_secrets(view: VolumeView, redaction: Redaction) -> bool:
+    """Whether any value of ``view`` is redacted: its digest (a hash over all its bytes)
+    would then let a reader test guesses of that value, so it is not shown."""
+    if redaction.is_secret_dir(view.path):
+        return True
+    return (
+        bool(redaction.label_keys & set(view.labels or ()))
+        or bool(redaction.annotation_keys & set(view.annotations or ()))
+        or bool(redaction.file_names & set(view.files))
+    )
+
+
 def _volume_header(view: VolumeView, kind: str, secret: bool) -> str:
     parts = [f"generation {view.generation}" if view.generation else "plain directory"]
     if not secret:
@@ -143,7 +155,7 @@ def _show_table(reading: Reading, out: TextIO) -> None:
     redaction = reading.redaction
     if reading.downward is not None:
         view = reading.downward
-        print(_volume_header(view, "downwardAPI", False), file=out)
+        print(_volume_header(view, "downwardAPI", _holds_secrets(view, redaction)), file=out)
         if view.labels is not None:
             print(f"\nlabels ({os.path.join(view.path, view.labels_file)})", file=out)
             _table(_rows(view.labels, redaction.label), out)
@@ -161,7 +173,8 @@ def _show_table(reading: Reading, out: TextIO) -> None:
         ("secret", reading.secrets, True),
     ):
         for view in views:
-            print(f"\n{_volume_header(view, kind, secret)}", file=out)
+            hidden = secret or _holds_secrets(view, redaction)
+            print(f"\n{_volume_header(view, kind, hidden)}", file=out)
             _table(_file_rows(view, redaction), out)
     for path in reading.missing:
         print(f"\nvolume {path}: missing (contributes nothing)", file=out)
@@ -187,7 +200,7 @@ def _show_table(reading: Reading, out: TextIO) -> None:
 
 def _view_json(view: VolumeView, redaction: Redaction, secret: bool) -> dict[str, Any]:
     data: dict[str, Any] = {"path": view.path, "generation": view.generation}
-    if not secret:
+    if not (secret or _holds_secrets(view, redaction)):
         data["digest"] = view.digest
     if view.labels is not None:
         data["labels"] = {k: redaction.label(k, v) for k, v in sorted(view.labels.items())}
