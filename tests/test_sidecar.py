@@ -277,7 +277,7 @@ def test_a_bad_webhook_url_is_a_one_line_usage_error(tmp_path: Path, url: str) -
         check=False,
     )
     assert run.returncode == 2
-    errors = [line for line in run.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "--webhook" in errors[0], run.stderr
+    [line] = run.stderr.splitlines()
+    assert line.startswith("canaryconf sidecar: error: argument --webhook"), line
     assert "Traceback" not in run.stderr
     assert "pa55w0rd" not in run.stderr

@@ -20,11 +20,12 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from canaryconf import __version__
 from canaryconf._cli.common import (
     EXIT_FAILED,
+    EXIT_USAGE,
     EXIT_VOLUME,
     CliError,
     as_cli_error,
@@ -70,6 +71,13 @@ class Command(Protocol):
     def run(self, args: Any) -> int: ...
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (and exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32)
@@ -78,7 +86,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``canaryconf`` command: one subparser per module of
     :data:`COMMANDS`; the exit codes are listed once, in the top-level help."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="canaryconf",
         description="Typed settings that follow a Kubernetes canary release without a restart:"
         " look at, check, follow and act on the volumes canaryconf reads.",
