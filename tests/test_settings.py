@@ -15,7 +15,9 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_core import PydanticCustomError
 
 import canaryconf
+import canaryconf._errors
 import canaryconf._fields
+import canaryconf.change
 import canaryconf.rollout
 import canaryconf.settings
 import canaryconf.testing
@@ -850,6 +852,8 @@ def test_optional_complex_field_takes_json(podinfo: KubeletWriter) -> None:
         canaryconf.settings,
         canaryconf._fields,
         canaryconf.rollout,
+        canaryconf._errors,
+        canaryconf.change,
     ],
     ids=lambda m: m.__name__,
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from canaryconf._errors import CanaryConfError
+from canaryconf._errors import CanaryConfError, safe_message
 from canaryconf._live import LiveSettings, PinnedSettings
 from canaryconf.change import ReloadResult
 from canaryconf.settings import redacted_digest, redacted_dump
@@ -33,12 +33,13 @@ NO_STORE = {"Cache-Control": "no-store"}
 def error_text(error: BaseException | None) -> str | None:
     """``"<ErrorType>: <message>"``, or None. canaryconf's errors name files and keys, never
     values, so their text is safe to show; any other error's message (an exception a hook
-    or a settings class raised) can quote a value and is withheld."""
+    or a settings class raised) can quote a value and is withheld
+    (:func:`~canaryconf._errors.safe_message`)."""
     if error is None:
         return None
     if isinstance(error, CanaryConfError):
         return f"{type(error).__name__}: {error}"
-    return f"{type(error).__name__} (message withheld: it may quote a value)"
+    return safe_message(error)
 
 
 def status_body(

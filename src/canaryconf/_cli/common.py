@@ -21,6 +21,7 @@ from canaryconf._errors import (
     DownwardAPIFormatError,
     SettingsValidationError,
     VolumeError,
+    safe_message,
 )
 from canaryconf._fields import field_mapping
 from canaryconf._live import LiveSettings
@@ -74,7 +75,7 @@ def error_lines(exc: BaseException) -> list[str]:
     traceback."""
     if isinstance(exc, SettingsValidationError):
         return [str(problem) for problem in exc.problems]
-    return [str(exc)]
+    return [safe_message(exc)]
 
 
 def as_cli_error(exc: CanaryConfError, what: str) -> CliError:
