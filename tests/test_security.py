@@ -339,6 +339,11 @@ def test_a_validator_error_of_another_type_does_not_leak(
     assert settings.signing_key.get_secret_value() == "key-of-tenant-a"
     texts = exception_texts(result.error) + log_texts(caplog.records)
     assert Secrets([token]).leaks("\n".join(texts)) == []
+    # It names the user's function that raised, never canaryconf's or pydantic's frames.
+    assert isinstance(result.error, SettingsValidationError)
+    [problem] = result.error.problems
+    assert problem.reason.startswith("a validator raised KeyError in _known_tenant (")
+    assert "test_security.py:" in problem.reason
 
 
 # -- the CLI ----------------------------------------------------------------------------
