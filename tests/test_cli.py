@@ -190,7 +190,9 @@ def assert_no_secret(*texts: str) -> None:
 # -- help, usage, exit codes ----------------------------------------------------------------
 
 
-def test_every_command_has_help_with_the_exit_codes() -> None:
+def test_every_command_has_help_and_the_exit_codes_are_listed_once() -> None:
+    # One exit-code block, in the top-level help; each command points at it (a deliberate
+    # change: each subcommand used to repeat the block).
     from canaryconf.cli import build_parser
 
     parser = build_parser()
@@ -199,12 +201,57 @@ def test_every_command_has_help_with_the_exit_codes() -> None:
     for command, subparser in subparsers.items():
         text = subparser.format_help()
         assert f"usage: canaryconf {command}" in text
-        assert "exit codes:" in text
-        assert "3  a volume directory is missing or unreadable" in text
+        assert "exit codes: see 'canaryconf --help'" in text
+        assert "3  a volume directory" not in text
     result = run("sidecar", "--help")  # and as a user runs it
     assert result.returncode == 0, result.stderr
     assert "--webhook-retries N" in result.stdout
-    assert "2  usage error" in result.stdout
+    assert "--webhook-timeout SECONDS" in result.stdout
+    assert "3  a volume directory is missing or unreadable" in run("--help").stdout
+
+
+def test_format_help_says_what_each_format_is() -> None:
+    for command in ("show", "validate", "diff", "watch", "export"):
+        text = " ".join(run(command, "--help").stdout.split())
+        assert "--format" in text and "output format (default" in text, command
+
+
+def test_metavars_are_the_same_in_every_command() -> None:
+    from canaryconf.cli import build_parser
+
+    parser = build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    metavars: dict[str, set[str]] = {}
+    for subparser in subparsers.values():
+        for action in subparser._actions:
+            for option in action.option_strings:
+                if action.metavar is not None:
+                    metavars.setdefault(option, set()).add(str(action.metavar))
+            if any(
+                o.endswith(("-seconds", "-timeout", "-interval", "-backoff"))
+                for o in action.option_strings
+            ):
+                assert action.metavar == "SECONDS", action.option_strings
+    assert {option: names for option, names in metavars.items() if len(names) > 1} == {}
+
+
+@pytest.mark.parametrize("layout", ["empty", "wrong files"])
+def test_validate_says_when_no_label_or_annotation_file_is_found(
+    tmp_path: Path, settings_file: str, layout: str
+) -> None:
+    directory = tmp_path / "not-podinfo"
+    directory.mkdir()
+    if layout == "wrong files":
+        (directory / "app.conf").write_text("a=1")
+    result = run("validate", directory)
+    assert result.returncode == 1
+    assert "no label or annotation file found" in result.stdout
+    as_json = json.loads(run("validate", directory, "--format", "json").stdout)
+    assert as_json["valid"] is False
+    with_settings = run("validate", directory, "--settings", settings_file)
+    assert with_settings.returncode == 0, with_settings.stdout
+    assert "warning: " in with_settings.stderr
+    assert "no label or annotation file found" in with_settings.stderr
 
 
 def test_top_level_help_lists_the_commands() -> None:
@@ -508,6 +555,20 @@ def test_export_json_and_raw_volume(
     assert "export LIMITS_CPU=2" in raw.stdout
 
 
+def test_export_keeps_a_plain_value_that_looks_redacted(tmp_path: Path, settings_file: str) -> None:
+    # Redaction is a type, not a text: a plain setting whose value is ten asterisks is
+    # neither dropped nor called secret; the secret one still is.
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(canary_pod(**{f"{PREFIX}db-url": "**********", f"{PREFIX}api-token": TOKEN}))
+    result = run("export", writer.path, "--settings", settings_file)
+    assert result.returncode == 0, result.stderr
+    assert "export APP_DB_URL='**********'" in result.stdout
+    assert "APP_API_TOKEN" not in result.stdout
+    assert "left out secret value(s)" in result.stderr and "APP_API_TOKEN" in result.stderr
+    assert "APP_DB_URL" not in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
 def test_export_refuses_an_invalid_volume(tmp_path: Path, settings_file: str) -> None:
     writer = KubeletWriter(tmp_path / "podinfo")
     writer.write(canary_pod(**{f"{PREFIX}ratio": "7"}))
@@ -573,6 +634,28 @@ def test_watch_without_settings_follows_every_key(tmp_path: Path) -> None:
     assert events[0]["status"] == "watching"
     assert events[1]["status"] == "applied"
     assert events[1]["changes"] == ["~ labels role: canary -> stable"]
+
+
+def test_watch_without_settings_reports_a_malformed_file_with_file_line_and_key(
+    tmp_path: Path,
+) -> None:
+    # canaryconf's own errors hold no value: shown whole, not "message withheld" and never
+    # an internal function name.
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(canary_pod())
+    with background(
+        "watch", writer.path, "--format", "json", "--count", "1", "--timeout", "30"
+    ) as watch:
+        watch.wait_for('"watching"')
+        files = canary_pod()
+        writer.write({**files, "annotations": files["annotations"] + '\nbroken="unterminated'})
+        assert watch.finish() == 0
+    event = json.loads(watch.lines[1])
+    assert event["status"] == "rejected"
+    [problem] = event["problems"]
+    assert f"{writer.path / 'annotations'}, line " in problem
+    assert "key 'broken'" in problem and "unterminated" in problem
+    assert "withheld" not in problem and "_parse" not in problem
 
 
 def test_watch_timeout_and_sigterm(tmp_path: Path) -> None:

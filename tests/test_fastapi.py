@@ -32,7 +32,7 @@ from canaryconf.fastapi import (
     current_settings,
     pinned_settings,
 )
-from canaryconf.settings import REDACTED
+from canaryconf.settings import REDACTED, redacted_digest
 from canaryconf.testing import KubeletWriter, pod_files
 
 DB_URL = "example.com/db-url"
@@ -358,7 +358,7 @@ def test_status_endpoint(settings: LiveSettings[Any], podinfo: KubeletWriter) ->
             "rollout": {"role": "canary", "pod_template_hash": None},
         },
         "generation": podinfo.generation,
-        "digest": settings.digest,
+        "digest": redacted_digest(settings.current),
         "rollout_role": "canary",
         "last_error": None,
         "watching": False,
@@ -406,7 +406,7 @@ def test_reload_endpoint_applies_rejects_and_recovers(
     assert response.json() == {
         "status": "applied",
         "generation": podinfo.generation,
-        "digest": settings.digest,
+        "digest": redacted_digest(settings.current),
         "changed": ["db_url", "new_checkout"],
         "restart_required": [],
         "error": None,

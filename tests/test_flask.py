@@ -25,6 +25,7 @@ from canaryconf import (
 )
 from canaryconf._runtime import runtime
 from canaryconf.flask import CanaryConf, blueprint, in_reloader_child
+from canaryconf.settings import redacted_digest
 from canaryconf.testing import KubeletWriter
 from conftest import ForkedChild, rollout_pod, wait_until
 
@@ -307,7 +308,7 @@ def test_status_and_reload_endpoints(podinfo: KubeletWriter, settings: LiveSetti
         "rollout": {"role": "canary", "pod_template_hash": None},
     }
     assert status["generation"] == podinfo.generation
-    assert status["digest"] == settings.digest
+    assert status["digest"] == redacted_digest(settings.current)
     assert (status["rollout_role"], status["last_error"]) == ("canary", None)
     assert status["pid"] == os.getpid()
     assert "s3cr3t" not in client.get("/-/canaryconf").text

@@ -30,10 +30,10 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pytest
-from pydantic import SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 import canaryconf.volume
 from canaryconf import (
@@ -41,18 +41,22 @@ from canaryconf import (
     CanaryConfigDict,
     CanarySettings,
     Change,
+    DownwardAPIFormatError,
     LiveSettings,
     ReloadResult,
+    SettingsValidationError,
     UnsafePathError,
     VolumeError,
     VolumeTooLargeError,
     annotation,
+    configmap,
     live,
     read_volume,
     redacted_dump,
     secret,
     signals,
 )
+from canaryconf._status import error_text, reload_body, status_body
 from canaryconf.testing import KubeletWriter, pod_files
 from conftest import make_wait_until
 
@@ -335,6 +339,11 @@ def test_a_validator_error_of_another_type_does_not_leak(
     assert settings.signing_key.get_secret_value() == "key-of-tenant-a"
     texts = exception_texts(result.error) + log_texts(caplog.records)
     assert Secrets([token]).leaks("\n".join(texts)) == []
+    # It names the user's function that raised, never canaryconf's or pydantic's frames.
+    assert isinstance(result.error, SettingsValidationError)
+    [problem] = result.error.problems
+    assert problem.reason.startswith("a validator raised KeyError in _known_tenant (")
+    assert "test_security.py:" in problem.reason
 
 
 # -- the CLI ----------------------------------------------------------------------------
@@ -584,6 +593,7 @@ def _symlink_in_generation(writer: KubeletWriter, name: str, target: str) -> Non
         "relative symlink in the generation",
         "symlinked directory in the generation",
         "..data pointing outside",
+        "generation symlinked outside",
         "symlink in a plain directory",
     ],
 )
@@ -608,6 +618,12 @@ def test_a_symlink_out_of_the_volume_is_refused(
         _symlink_in_generation(writer, "nested", str(outside.parent))
     elif attack == "..data pointing outside":
         os.symlink(str(outside.parent), writer.path / "..data_tmp")
+        os.rename(writer.path / "..data_tmp", writer.path / "..data")
+    elif attack == "generation symlinked outside":
+        # A name that looks like a generation, but a symlink to a directory of the host.
+        (outside.parent / "api-key").write_text(outside.read_text())
+        os.symlink(str(outside.parent), writer.path / "..2026_01_01_00_00_00.1")
+        os.symlink("..2026_01_01_00_00_00.1", writer.path / "..data_tmp")
         os.rename(writer.path / "..data_tmp", writer.path / "..data")
     else:
         plain = tmp_path / "plain"
@@ -705,3 +721,175 @@ def test_a_device_node_is_refused_without_reading_it(
     with pytest.raises(VolumeError, match="not a regular file"):
         read_volume(writer.path)
     assert counted_reads.get(str(zero), 0) == 0
+
+
+# -- errors: locations, pathological JSON, canaryconf's own errors ----------------------
+
+
+class _Card(BaseModel):
+    kind: Literal["card"]
+
+
+class _Wire(BaseModel):
+    kind: Literal["wire"]
+
+
+def test_error_locations_and_messages_below_a_secret_field_are_withheld(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secrets = Secrets()
+    vol = KubeletWriter(tmp_path / "secrets")
+    good = {
+        "api-tokens": '{"t": ["read"]}',
+        "payment": '{"kind": "card"}',
+        "tenant": str(uuid.uuid4()),
+    }
+    vol.write(good)
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=None, secrets_dirs=[str(vol.path)])
+        api_tokens: dict[str, list[str]] = secret("api-tokens")
+        payment: Annotated[_Card | _Wire, Field(discriminator="kind")] = secret("payment")
+        tenant: uuid.UUID = secret("tenant")
+        workers: dict[str, int] = {"a": 1}
+
+    settings = live(Settings)
+    vol.write(
+        {
+            # a token as a dict key, with a value of the wrong type
+            "api-tokens": json.dumps({secrets.new(): [1]}),
+            # a token as a tagged union's tag: pydantic's message quotes it
+            "payment": json.dumps({"kind": secrets.new()}),
+            # a token in a UUID: pydantic's message quotes the bad character
+            "tenant": f"{secrets.new()}-zz",
+        }
+    )
+    with pytest.raises(SettingsValidationError) as raised:
+        Settings()
+    result = settings.reload()
+
+    assert result.failed and settings.last_error is result.error
+    assert {p.field for p in raised.value.problems} == {"api_tokens", "payment", "tenant"}
+    texts = exception_texts(raised.value) + exception_texts(result.error)
+    texts += [*log_texts(caplog.records), caplog.text]
+    texts += [json.dumps(reload_body(settings, result)), str(error_text(settings.last_error))]
+    everything = "\n".join(texts)
+    assert str(vol.path / "api-tokens") in everything, "the file is named"
+    assert secrets.leaks(everything) == []
+
+
+def test_error_locations_below_a_plain_field_are_kept(tmp_path: Path) -> None:
+    vol = KubeletWriter(tmp_path / "config")
+    vol.write({"workers": '{"web": "many"}'})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=None, configmap_dirs=[str(vol.path)])
+        workers: dict[str, int] = configmap("workers")
+        api_key: SecretStr = SecretStr("")
+
+    with pytest.raises(SettingsValidationError) as raised:
+        Settings()
+    [problem] = raised.value.problems
+    assert problem.field == "workers.web"
+    assert "valid integer" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("annotation_type", "value", "reason"),
+    [
+        (list[Any], "[" * 100_000, "nested too deeply"),
+        (list[int], "[" + "7" * 5000 + "]", "too many digits"),
+    ],
+)
+def test_pathological_json_is_a_format_error_naming_file_line_and_key(
+    tmp_path: Path, annotation_type: Any, value: str, reason: str
+) -> None:
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    podinfo.write(pod_files(annotations={f"{PREFIX}color": "red", f"{PREFIX}odd": value}))
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=str(podinfo.path), annotation_prefix=PREFIX
+        )
+        odd: annotation_type = annotation("odd", default_factory=list)  # type: ignore[valid-type]
+        signing_key: SecretStr = SecretStr("")
+
+    with pytest.raises(SettingsValidationError) as raised:
+        Settings()
+    [problem] = raised.value.problems
+    assert problem.field == "odd"
+    assert (problem.source, problem.key) == (str(podinfo.path / "annotations"), f"{PREFIX}odd")
+    lines = (podinfo.path / "annotations").read_text().split("\n")
+    assert problem.line == 1 + next(
+        i for i, ln in enumerate(lines) if ln.startswith(f"{PREFIX}odd=")
+    )
+    assert reason in problem.reason
+    module = tmp_path / "odd_settings.py"
+    module.write_text(
+        "import typing\nfrom typing import Any\n"
+        "from canaryconf import CanarySettings, CanaryConfigDict, annotation\n"
+        "class Settings(CanarySettings):\n"
+        f"    model_config = CanaryConfigDict(annotation_prefix={PREFIX!r})\n"
+        f"    odd: {annotation_type!r} = annotation('odd', default_factory=list)\n"
+    )
+    for command in ("validate", "show"):
+        run = cli(command, podinfo.path, "--settings", f"{module}:Settings")
+        assert run.returncode == 1, run.stderr
+        assert "Traceback" not in run.stdout + run.stderr
+        assert f"key '{PREFIX}odd'" in run.stdout + run.stderr
+
+
+def test_canaryconf_errors_pass_through_when_the_class_has_secrets(pod: Pod) -> None:
+    pod.write(raw_line="not a key=value line")
+    with pytest.raises(DownwardAPIFormatError) as raised:
+        pod.settings_class()()
+    text = str(raised.value)
+    assert str(pod.podinfo.path / "annotations") in text and "line" in text
+    assert "withheld" not in text and "_parse" not in text and ".py:" not in text
+
+
+def test_show_never_dumps_a_malformed_map_file(pod: Pod) -> None:
+    secrets = Secrets()
+    pod.write(signing_key=secrets.new(), raw_line=f"broken {secrets.new()}")
+    volumes = [pod.podinfo.path, "--settings", f"{pod.settings_file}:Settings"]
+    for fmt in ("table", "json", "env"):
+        run = cli("show", *volumes, "--format", fmt)
+        assert run.returncode == 1, run.stderr
+        assert secrets.leaks(run.stdout + run.stderr) == [], fmt
+        if fmt != "env":
+            assert str(pod.podinfo.path / "annotations") in run.stdout, fmt
+    run = cli("show", pod.podinfo.path)
+    assert secrets.leaks(run.stdout + run.stderr) == []
+    lines = (pod.podinfo.path / "annotations").read_text().split("\n")
+    assert f"annotations, line {lines.index(f'broken {secrets.tokens[1]}') + 1}:" in run.stdout
+
+
+def test_endpoint_digest_does_not_hash_secret_bytes(
+    secret_live: tuple[LiveSettings[Any], Secrets], pod: Pod
+) -> None:
+    settings, secrets = secret_live
+    before = status_body(settings, settings.pin(), watching=False)["digest"]
+    assert before != settings.digest
+    rotate(pod, secrets)
+    result = settings.reload()
+    assert result.applied
+    body = reload_body(settings, result)
+    after = status_body(settings, settings.pin(), watching=False)["digest"]
+    assert body["digest"] == after == before, "a rotation of secrets alone does not move it"
+    assert settings.digest not in json.dumps(body)
+
+
+def test_show_prints_no_digest_of_a_volume_holding_a_secret(pod: Pod) -> None:
+    # A 6-digit secret annotation: a digest over the annotations file would let anyone who
+    # sees the output try the million candidates offline.
+    pod.write(signing_key="493027")
+    volumes = [pod.podinfo.path, "--settings", f"{pod.settings_file}:Settings"]
+    table = cli("show", *volumes)
+    as_json = json.loads(cli("show", *volumes, "--format", "json").stdout)
+    digest = read_volume(pod.podinfo.path).digest
+    assert ", digest " not in table.stdout.splitlines()[0]
+    assert "digest" not in as_json["downward_api"]
+    assert digest[:12] not in table.stdout + json.dumps(as_json)
+    plain = cli("show", pod.podinfo.path)  # without settings nothing is known secret
+    assert f"digest {digest[:12]}" in plain.stdout

@@ -15,7 +15,9 @@ from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator,
 from pydantic_core import PydanticCustomError
 
 import canaryconf
+import canaryconf._errors
 import canaryconf._fields
+import canaryconf.change
 import canaryconf.downward
 import canaryconf.rollout
 import canaryconf.settings
@@ -932,6 +934,8 @@ def test_optional_complex_field_takes_json(podinfo: KubeletWriter) -> None:
         # carries the package as its module, so its examples are the package's.
         canaryconf,
         canaryconf.rollout,
+        canaryconf._errors,
+        canaryconf.change,
     ],
     ids=lambda m: m.__name__,
 )

@@ -19,10 +19,17 @@ from flask import Flask
 from pydantic import SecretStr
 
 import canaryconf._status
-from canaryconf import CanaryConfigDict, CanarySettings, RolloutInfo, annotation, live
+from canaryconf import (
+    CanaryConfigDict,
+    CanarySettings,
+    DownwardAPIFormatError,
+    RolloutInfo,
+    annotation,
+    live,
+)
 from canaryconf.fastapi import canaryconf_router
 from canaryconf.flask import CanaryConf
-from canaryconf.settings import REDACTED
+from canaryconf.settings import REDACTED, redacted_digest
 from canaryconf.testing import KubeletWriter, pod_files
 
 PREFIX = "example.com/"
@@ -58,9 +65,15 @@ def test_doctests() -> None:
     assert result.failed == 0
 
 
-def test_error_text_names_the_type() -> None:
-    assert canaryconf._status.error_text(None) is None
-    assert canaryconf._status.error_text(ValueError("bad key")) == "ValueError: bad key"
+def test_error_text_shows_canaryconf_errors_and_withholds_others() -> None:
+    error_text = canaryconf._status.error_text
+    assert error_text(None) is None
+    malformed = DownwardAPIFormatError("missing '='", source="/podinfo/annotations", line=3)
+    assert (
+        error_text(malformed) == "DownwardAPIFormatError: /podinfo/annotations, line 3: missing '='"
+    )
+    # Any other error (a hook's, a settings class's) can quote a value: only its type shows.
+    assert error_text(KeyError("tok-1234")) == "KeyError (message withheld: it may quote a value)"
 
 
 def test_flask_and_fastapi_endpoints_answer_alike(podinfo: KubeletWriter) -> None:
@@ -86,7 +99,10 @@ def test_flask_and_fastapi_endpoints_answer_alike(podinfo: KubeletWriter) -> Non
     code, status = both("GET", "/-/canaryconf")
     assert code == 200
     assert status["settings"]["api_token"] == REDACTED
-    assert (status["generation"], status["digest"]) == (podinfo.generation, settings.digest)
+    assert (status["generation"], status["digest"]) == (
+        podinfo.generation,
+        redacted_digest(settings.current),
+    )
     assert (status["rollout_role"], status["last_error"], status["watching"]) == (
         "canary",
         None,

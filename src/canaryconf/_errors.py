@@ -122,3 +122,17 @@ class SettingsValidationError(CanaryConfError, ValueError):
         lines = "\n".join(f"  {p}" for p in self.problems)
         noun = "error" if count == 1 else "errors"
         super().__init__(f"{count} validation {noun} for {settings_name}\n{lines}")
+
+
+def safe_message(error: BaseException) -> str:
+    """What may be shown of ``error``: the message of canaryconf's own errors (built never
+    to hold a value), only the type of any other (its message can quote one).
+
+    >>> safe_message(VolumeError("/etc/podinfo", "permission denied"))
+    '/etc/podinfo: permission denied'
+    >>> safe_message(KeyError("tok-1234"))
+    'KeyError (message withheld: it may quote a value)'
+    """
+    if isinstance(error, CanaryConfError):
+        return str(error)
+    return f"{type(error).__name__} (message withheld: it may quote a value)"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
-from canaryconf.settings import REDACTED, CanarySettings, secret_fields
+from canaryconf.settings import REDACTED, CanarySettings, Redacted, secret_fields
 
-__all__ = ["Change", "ReloadResult", "changed_fields"]
+__all__ = ["ABSENT", "Change", "ReloadResult", "change_line", "changed_fields", "display"]
 
 S = TypeVar("S", bound=CanarySettings)
 
@@ -49,7 +50,8 @@ class Change(Generic[S]):
         return name in self.fields
 
     def diff(self) -> dict[str, tuple[Any, Any]]:
-        """``{field: (old, new)}`` for each changed field; secrets show ``**********``."""
+        """``{field: (old, new)}`` for each changed field; a secret's values are
+        :data:`~canaryconf.settings.REDACTED` (a :class:`~canaryconf.settings.Redacted`)."""
         secrets = secret_fields(self.old) | secret_fields(self.new)
         result: dict[str, tuple[Any, Any]] = {}
         for name in sorted(self.fields):
@@ -59,8 +61,66 @@ class Change(Generic[S]):
                 result[name] = (_plain(getattr(self.old, name)), _plain(getattr(self.new, name)))
         return result
 
+    def lines(self) -> list[str]:
+        """One :func:`change_line` per changed field: what logs and the CLI print.
+
+        >>> from canaryconf import CanarySettings
+        >>> class S(CanarySettings):
+        ...     color: str = "blue"
+        >>> Change(S(), S(color="green")).lines()
+        ['~ color: blue -> green']
+        """
+        return [change_line(name, old, new) for name, (old, new) in self.diff().items()]
+
     def __repr__(self) -> str:
         return f"Change(fields={sorted(self.fields)}, generation={self.generation!r})"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: What :func:`change_line` takes for a key that is not there on one side.
+ABSENT: Final[Any] = _Absent()
+
+
+def display(value: Any) -> str:
+    """A value on one line: text as is when printable, else JSON-quoted; bytes as text when
+    UTF-8; anything else as compact JSON."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"<{len(value)} bytes of binary data>"
+    if isinstance(value, str):
+        if value.isprintable():
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def change_line(name: str, old: Any, new: Any) -> str:
+    """The one way a change of one value is written: ``+ name: new`` (added), ``- name:
+    old`` (removed), ``~ name: old -> new``; when either side is
+    :class:`~canaryconf.settings.Redacted`, ``~ name: changed (**********)`` and no value.
+
+    >>> change_line("color", "blue", "green"), change_line("key", REDACTED, REDACTED)
+    ('~ color: blue -> green', '~ key: changed (**********)')
+    >>> change_line("flag", ABSENT, True), change_line("flag", "**********", "x")
+    ('+ flag: true', '~ flag: ********** -> x')
+    """
+    if isinstance(old, Redacted) or isinstance(new, Redacted):
+        if old is ABSENT:
+            return f"+ {name}: {REDACTED}"
+        if new is ABSENT:
+            return f"- {name}: {REDACTED}"
+        return f"~ {name}: changed ({REDACTED})"
+    if old is ABSENT:
+        return f"+ {name}: {display(new)}"
+    if new is ABSENT:
+        return f"- {name}: {display(old)}"
+    return f"~ {name}: {display(old)} -> {display(new)}"
 
 
 def _plain(value: Any) -> Any:

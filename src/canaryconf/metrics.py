@@ -39,9 +39,7 @@ prometheus_client's multiprocess mode does not add up collectors like this one. 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
-import json
 import threading
 import time
 import weakref
@@ -67,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from canaryconf import signals
 from canaryconf._live import LiveSettings
 from canaryconf.change import ReloadResult
-from canaryconf.settings import redacted_dump
+from canaryconf.settings import redacted_digest
 
 __all__ = [
     "Instrumentation",
@@ -120,8 +118,7 @@ class _SettingsCollector(Collector):
         cached = self._digest_for
         if cached is not None and cached[0] == live.digest:
             return cached[1]
-        dumped = json.dumps(redacted_dump(live.current), sort_keys=True, default=str)
-        digest = hashlib.sha256(dumped.encode("utf-8")).hexdigest()[:12]
+        digest = redacted_digest(live.current)[:12]
         self._digest_for = (live.digest, digest)
         return digest
 

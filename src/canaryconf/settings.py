@@ -10,16 +10,21 @@ metadata overrides.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, get_args
 
-from pydantic import PrivateAttr, ValidationError
+import pydantic
+import pydantic_core
+import pydantic_settings
+from pydantic import PrivateAttr, PydanticUserError, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from canaryconf._errors import FieldProblem, SettingsValidationError, VolumeError
+from canaryconf._errors import CanaryConfError, FieldProblem, SettingsValidationError
 from canaryconf._fields import field_mapping, is_secret_field
 from canaryconf.sources import providers as _providers  # noqa: F401  (registers the kinds)
 from canaryconf.sources.base import (
@@ -39,13 +44,42 @@ __all__ = [
     "REDACTED",
     "CanaryConfigDict",
     "CanarySettings",
+    "Redacted",
     "build_settings",
+    "redacted_digest",
     "redacted_dump",
     "restart_fields",
     "secret_fields",
 ]
 
-REDACTED = "**********"
+
+class Redacted(str):
+    """The stand-in for a secret value: text ``**********``, and a type of its own.
+
+    Redaction is decided where values are read (:func:`redacted_dump`,
+    :meth:`~canaryconf.Change.diff`, the CLI's readers) and carried by this type to every
+    output: a renderer asks ``isinstance(value, Redacted)``, never compares text, so a
+    plain setting whose value happens to be ``**********`` is still shown and exported. It
+    is a ``str``, so JSON encoders of every framework write it as is.
+
+    >>> REDACTED, isinstance(REDACTED, Redacted), isinstance("**********", Redacted)
+    ('**********', True, False)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, *_: object) -> Redacted:
+        return super().__new__(cls, "**********")
+
+    def __repr__(self) -> str:
+        return "'**********'"
+
+    def __reduce__(self) -> tuple[type[Redacted], tuple[()]]:
+        return Redacted, ()
+
+
+#: The one :class:`Redacted` value.
+REDACTED = Redacted()
 
 
 class CanaryConfigDict(SettingsConfigDict, total=False):
@@ -117,8 +151,11 @@ class CanarySettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
-        except VolumeError:
-            raise  # a volume that cannot be read: its message names a path, never a value
+        except (CanaryConfError, PydanticUserError):
+            # canaryconf's own errors (a malformed label or annotation file, an unreadable
+            # volume) are built never to hold a value, and pydantic's user errors speak of
+            # the class, not of values: they pass through as they are.
+            raise
         except Exception as exc:
             # pydantic passes on as it is what a validator raised if it is not a ValueError
             # or an AssertionError (a KeyError from a lookup, a TypeError): its message can
@@ -222,6 +259,15 @@ def redacted_dump(settings: CanarySettings) -> dict[str, Any]:
     return dumped
 
 
+def redacted_digest(settings: CanarySettings) -> str:
+    """SHA-256 (hex) of the snapshot's :func:`redacted_dump` as sorted JSON: what every
+    output publishes to tell versions apart. The volumes' own digest hashes Secret bytes,
+    and a short secret can be found again from it by trying every value; this one changes
+    with what is shown, never with a secret alone."""
+    dumped = json.dumps(redacted_dump(settings), sort_keys=True, default=str)
+    return hashlib.sha256(dumped.encode("utf-8")).hexdigest()
+
+
 #: pydantic's own error types, whose messages never hold the input. A custom validator's
 #: message (``value_error``, ``assertion_error``, or any ``PydanticCustomError`` type) can.
 _BUILTIN_ERROR_TYPES = frozenset(get_args(ErrorType)) - {"value_error", "assertion_error"}
@@ -238,19 +284,42 @@ def _has_secrets(cls: type[CanarySettings], ctx: BuildContext) -> bool:
 def _validator_error(
     cls: type[CanarySettings], exc: Exception, ctx: BuildContext
 ) -> SettingsValidationError:
-    """A validator's own exception as a problem that says where it was raised (function,
-    file and line: never a value) instead of what it said."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    """A validator's own exception as a problem that names its type and the user's function
+    that raised it (never canaryconf's or pydantic's internals, never the message)."""
     where = ""
-    if frames:
-        frame = frames[-1]
-        where = f" in {frame.name} ({os.path.basename(frame.filename)}:{frame.lineno})"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not _is_library_file(frame.filename):
+            where = f" in {frame.name} ({os.path.basename(frame.filename)}:{frame.lineno})"
+            break
     reason = (
         f"a validator raised {type(exc).__name__}{where}"
-        " (message withheld: the settings have secret fields)"
+        " (message withheld: it may quote a secret value)"
     )
     problem = FieldProblem(field=cls.__name__, reason=reason)
     return SettingsValidationError(cls.__name__, [*ctx.problems, problem])
+
+
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path))
+    for path in (pydantic.__file__, pydantic_core.__file__, pydantic_settings.__file__, __file__)
+    if path
+)
+
+
+def _is_library_file(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return any(path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
+
+
+def _safe_message(error: Any) -> bool:
+    """Whether pydantic's message of ``error`` cannot quote the input: one of pydantic's own
+    error types whose context, if any, holds only numbers (``string_too_long``'s
+    ``max_length``). Context text (a union tag, a UUID parser's complaint, a pattern) can
+    come from the input, and custom validators' messages can say anything."""
+    if not _is_builtin_message(error["type"]):
+        return False
+    context = error.get("ctx") or {}
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in context.values())
 
 
 def _settings_error(
@@ -261,7 +330,7 @@ def _settings_error(
     names = field_names_by_key(cls)
     problems = list(ctx.problems)
     already = {p.field for p in problems}
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_context=True, include_input=False):
         loc = error["loc"]
         top = names.get(str(loc[0]), str(loc[0])) if loc else ""
         if loc:
@@ -271,8 +340,12 @@ def _settings_error(
         origin = origins.get(top)
         reason = error["msg"]
         # A model-level validator (empty ``loc``) can read every field, secrets included.
-        if (top in secrets or (not loc and secrets)) and not _is_builtin_message(error["type"]):
-            reason = f"{error['type']} (message withheld: secret field)"
+        if top in secrets or (not loc and secrets):
+            # Below a secret field's name, the location is data too: a dict key, a tagged
+            # union's tag. Only the field name is shown.
+            loc = loc[:1]
+            if not _safe_message(error):
+                reason = f"{error['type']} (message withheld: secret field)"
         problems.append(
             FieldProblem(
                 field=".".join(str(part) for part in loc) or cls.__name__,

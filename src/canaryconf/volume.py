@@ -39,6 +39,7 @@ __all__ = [
     "VolumeBusyError",
     "VolumeSnapshot",
     "read_data_target",
+    "read_regular_file",
     "read_volume",
     "read_volume_files",
 ]
@@ -120,6 +121,33 @@ def read_data_target(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of one small regular file, with the checks volume files get: opened without
+    blocking (a FIFO cannot hang the reader), refused unless a regular file (a device such
+    as ``/dev/zero`` never ends), refused over ``max_bytes`` before and while reading.
+
+    Raises a :class:`~canaryconf.VolumeError` subclass naming ``path``.
+
+    >>> import tempfile, pathlib
+    >>> pid_file = pathlib.Path(tempfile.mkdtemp()) / "app.pid"
+    >>> _ = pid_file.write_text("4242")
+    >>> read_regular_file(pid_file, 64)
+    b'4242'
+    """
+    name = os.fspath(path)
+    try:
+        data = _read_capped(name, max_bytes, max_bytes)
+    except FileNotFoundError:
+        raise VolumeNotFoundError(name, "no such file") from None
+    except PermissionError:
+        raise VolumePermissionError(name, "permission denied") from None
+    except OSError as exc:
+        raise VolumeError(name, exc.strerror or "cannot be read") from None
+    if data is None:  # pragma: no cover - the cap is the budget: over it raised above
+        raise VolumeTooLargeError(name, f"file is over {max_bytes} bytes")
+    return data
+
+
 class _GenerationVanished(Exception):
     """Internal: a file or directory went away while it was being read."""
 
@@ -170,6 +198,12 @@ def read_volume(
         if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
             raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
         generation_dir = os.path.join(root, target)
+        # The kubelet makes the generation a real directory; one that is a symlink leading
+        # elsewhere would have every file under it read as the volume's.
+        if not os.path.realpath(generation_dir).startswith(real_root + os.sep):
+            raise UnsafePathError(
+                os.path.join(root, DATA_LINK), "leads outside the volume (a symlinked generation)"
+            )
         try:
             files = _read_tree(
                 generation_dir, root, real_root, max_file_bytes, max_volume_bytes, plain=False

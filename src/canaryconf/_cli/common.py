@@ -21,10 +21,12 @@ from canaryconf._errors import (
     DownwardAPIFormatError,
     SettingsValidationError,
     VolumeError,
+    safe_message,
 )
 from canaryconf._fields import field_mapping
 from canaryconf._live import LiveSettings
-from canaryconf.settings import REDACTED, CanarySettings, secret_fields
+from canaryconf.change import ABSENT, change_line, display
+from canaryconf.settings import REDACTED, CanarySettings, Redacted, secret_fields
 from canaryconf.sources.base import as_dirs, config_value, dashed, registered_sources
 from canaryconf.sources.providers.annotations import full_key
 
@@ -35,6 +37,7 @@ __all__ = [
     "EXIT_VOLUME",
     "REDACTED",
     "CliError",
+    "Redacted",
     "Redaction",
     "atomic_write",
     "display",
@@ -74,7 +77,7 @@ def error_lines(exc: BaseException) -> list[str]:
     traceback."""
     if isinstance(exc, SettingsValidationError):
         return [str(problem) for problem in exc.problems]
-    return [str(exc)]
+    return [safe_message(exc)]
 
 
 def as_cli_error(exc: CanaryConfError, what: str) -> CliError:
@@ -265,21 +268,6 @@ class Redaction:
 # -- rendering ------------------------------------------------------------------------------
 
 
-def display(value: Any) -> str:
-    """A value on one line: text as is when printable, else Go-quoted like the kubelet's
-    files; anything else as compact JSON."""
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            return f"<{len(value)} bytes of binary data>"
-    if isinstance(value, str):
-        if value.isprintable():
-            return value
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
 def text_of(data: bytes) -> str | None:
     """A file's content as text, or None when it is not UTF-8."""
     try:
@@ -293,22 +281,17 @@ def map_diff(
     new: Mapping[str, str] | None,
     redact: Callable[[str, str], str],
 ) -> list[str]:
-    """``+ key``, ``- key``, ``~ key: old -> new`` lines; ``redact(key, value)`` hides
-    what must not be shown."""
+    """A :func:`~canaryconf.change.change_line` per key added, removed or changed;
+    ``redact(key, value)`` returns :data:`REDACTED` for what must not be shown."""
     old = old or {}
     new = new or {}
     lines = []
     for key in sorted(set(old) | set(new)):
-        if key not in new:
-            lines.append(f"- {key}: {display(redact(key, old[key]))}")
-        elif key not in old:
-            lines.append(f"+ {key}: {display(redact(key, new[key]))}")
-        elif old[key] != new[key]:
-            before, after = redact(key, old[key]), redact(key, new[key])
-            if before == REDACTED:
-                lines.append(f"~ {key}: changed ({REDACTED})")
-            else:
-                lines.append(f"~ {key}: {display(before)} -> {display(after)}")
+        if key in old and key in new and old[key] == new[key]:
+            continue
+        before = redact(key, old[key]) if key in old else ABSENT
+        after = redact(key, new[key]) if key in new else ABSENT
+        lines.append(change_line(key, before, after))
     return lines
 
 

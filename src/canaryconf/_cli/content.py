@@ -16,12 +16,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from canaryconf._errors import DownwardAPIFormatError
 from canaryconf._fields import secret
+from canaryconf.change import display
 from canaryconf.downward import parse_map
 from canaryconf.settings import CanaryConfigDict, CanarySettings
 from canaryconf.sources.base import VolumeSource, as_dirs, config_value
 from canaryconf.volume import VolumeSnapshot, read_volume
 
-__all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "read_view"]
+__all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "file_texts", "read_view"]
 
 
 @dataclass
@@ -47,7 +48,8 @@ def read_view(
     parse_maps: bool = True,
 ) -> VolumeView:
     """Read ``path`` (one consistent generation). A malformed label or annotation file is
-    kept as a plain file and its error recorded. Raises :class:`~canaryconf.VolumeError`."""
+    left out and its error (file, line, key: never a value) recorded: its raw text can hold
+    a secret annotation. Raises :class:`~canaryconf.VolumeError`."""
     snapshot = read_volume(path)
     view = VolumeView(
         path=path,
@@ -62,7 +64,6 @@ def read_view(
                 parsed = parse_map(data, source=snapshot.file_path(name))
             except DownwardAPIFormatError as exc:
                 view.errors.append(exc)
-                view.files[name] = data
                 continue
             if name == labels_file:
                 view.labels = parsed
@@ -71,6 +72,17 @@ def read_view(
         else:
             view.files[name] = data
     return view
+
+
+def file_texts(view: VolumeView) -> dict[str, str]:
+    """The view's plain files as text (JSON-quoted when not UTF-8)."""
+    texts = {}
+    for name, data in view.files.items():
+        try:
+            texts[name] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            texts[name] = display(data)
+    return texts
 
 
 def _text(data: bytes) -> str:

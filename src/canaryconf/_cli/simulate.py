@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from canaryconf._cli.common import EXIT_OK, REDACTED, map_diff
+from canaryconf._cli.options import COUNT, DIR, SECONDS, non_negative_float
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL
 from canaryconf.testing import KubeletWriter, pod_files
 
-__all__ = ["HASH_A", "HASH_B", "Step", "cmd_simulate", "scenario"]
+__all__ = ["HASH_A", "HASH_B", "SimulateArgs", "Step", "add_arguments", "parse", "run", "scenario"]
 
 PREFIX = "canary.example.com/"
 HASH_A = "6d8f7c9b5"
@@ -238,7 +239,53 @@ class Player:
         return lines
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+NAME = "simulate"
+SUMMARY = "play an Argo Rollouts canary release against a local directory"
+DESCRIPTION = (
+    "Write, the way the kubelet does, what a pod's podinfo volume goes through in a"
+    " canary release: revision A stable; revision B's canary pod (role=canary, a new"
+    " rollouts-pod-template-hash, canary annotations); setWeight 20/50/80; an invalid"
+    " edit of the canary metadata and its fix; a Secret rotation (--secrets-dir); an"
+    " edit that needs a restart; then the promotion in place (role -> stable, hash"
+    " stays) or, with --abort, the abort. Point an application or 'canaryconf watch' at"
+    " DIR to see it follow."
+)
+
+
+@dataclass(frozen=True)
+class SimulateArgs:
+    dir: str
+    secrets_dir: str | None = None
+    abort: bool = False
+    step_seconds: float = 2.0
+    seed: int | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", metavar=DIR, help="the podinfo directory to write")
+    parser.add_argument("--secrets-dir", metavar=DIR, help="a Secret directory to write")
+    parser.add_argument("--abort", action="store_true", help="abort instead of promoting")
+    parser.add_argument(
+        "--step-seconds",
+        metavar=SECONDS,
+        type=non_negative_float,
+        default=2.0,
+        help="seconds between steps (default 2)",
+    )
+    parser.add_argument("--seed", metavar=COUNT, type=int, help="seed of the generation names")
+
+
+def parse(ns: argparse.Namespace) -> SimulateArgs:
+    return SimulateArgs(
+        dir=ns.dir,
+        secrets_dir=ns.secrets_dir,
+        abort=ns.abort,
+        step_seconds=ns.step_seconds,
+        seed=ns.seed,
+    )
+
+
+def run(args: SimulateArgs) -> int:
     out = sys.stdout
     steps = scenario(abort=args.abort)
     player = Player(os.path.abspath(args.dir), args.secrets_dir, seed=args.seed)

@@ -9,32 +9,80 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from canaryconf import signals
 from canaryconf._cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    EXIT_USAGE,
     REDACTED,
     CliError,
-    as_cli_error,
-    display,
     error_lines,
-    explicit_dirs,
-    load_settings,
     map_diff,
     now_iso,
-    retarget,
 )
-from canaryconf._cli.content import VolumeContent, content_class
-from canaryconf._errors import CanaryConfError
-from canaryconf._live import LiveSettings, live
+from canaryconf._cli.content import VolumeContent
+from canaryconf._cli.options import (
+    COUNT,
+    SECONDS,
+    VolumeOptions,
+    WatchOptions,
+    add_volume_options,
+    add_watch_options,
+    format_option,
+    non_negative_float,
+    non_negative_int,
+)
+from canaryconf._cli.session import Session
+from canaryconf._live import LiveSettings
 from canaryconf.change import Change, ReloadResult
 from canaryconf.settings import CanarySettings
-from canaryconf.volume import read_volume
 
-__all__ = ["change_lines", "cmd_watch", "open_live", "stop_on_signals"]
+__all__ = ["WatchArgs", "add_arguments", "change_lines", "parse", "run", "stop_on_signals"]
+
+NAME = "watch"
+SUMMARY = "print each change of a volume as it happens"
+DESCRIPTION = (
+    "Follow a volume with canaryconf.live and print every change with a timestamp:"
+    " applied changes, rejected versions (the last good settings stay) and changes"
+    " that need a restart. Without --settings, every label, annotation and file is"
+    " followed. Stops on SIGINT or SIGTERM, after --count changes or --timeout seconds."
+)
+
+
+@dataclass(frozen=True)
+class WatchArgs:
+    volumes: VolumeOptions
+    watch: WatchOptions = field(default_factory=WatchOptions)
+    format: str = "text"
+    count: int | None = None
+    timeout: float | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_volume_options(parser)
+    add_watch_options(parser)
+    format_option(parser, {"text": "lines for people", "json": "one JSON object per event"}, "text")
+    parser.add_argument(
+        "--count", metavar=COUNT, type=non_negative_int, help="stop after N changes"
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar=SECONDS,
+        type=non_negative_float,
+        help="stop after SECONDS (exit 1 if --count changes were not seen)",
+    )
+
+
+def parse(ns: argparse.Namespace) -> WatchArgs:
+    return WatchArgs(
+        volumes=VolumeOptions.from_namespace(ns),
+        watch=WatchOptions.from_namespace(ns),
+        format=ns.format,
+        count=ns.count,
+        timeout=ns.timeout,
+    )
 
 
 def change_lines(change: Change[Any]) -> list[str]:
@@ -51,38 +99,7 @@ def change_lines(change: Change[Any]) -> list[str]:
             old, new = getattr(change.old, name), getattr(change.new, name)
             lines.extend(f"{line[:2]}{name} {line[2:]}" for line in map_diff(old, new, redact))
         return lines
-    for name, (before, after) in change.diff().items():
-        if before == REDACTED:
-            lines.append(f"~ {name}: changed ({REDACTED})")
-        else:
-            lines.append(f"~ {name}: {display(before)} -> {display(after)}")
-    return lines
-
-
-def open_live(args: argparse.Namespace) -> LiveSettings[CanarySettings]:
-    """The :class:`LiveSettings` a watching command follows: the ``--settings`` class
-    pointed at the directories given, else :class:`VolumeContent` over them."""
-    configmaps = list(getattr(args, "configmap_dir", None) or [])
-    secrets = list(getattr(args, "secrets_dir", None) or [])
-    for directory in [d for d in (args.dir, *configmaps, *secrets) if d is not None]:
-        try:
-            read_volume(directory)
-        except CanaryConfError as exc:
-            raise as_cli_error(exc, directory) from None
-    target: type[CanarySettings]
-    if args.settings:
-        cls = load_settings(args.settings)
-        target = retarget(
-            cls, downward=args.dir, configmaps=configmaps, secrets=secrets, dirs=explicit_dirs(args)
-        )
-    elif args.dir is None:
-        raise CliError(EXIT_USAGE, "give a volume directory, or --settings module:Class")
-    else:
-        target = content_class(args.dir, configmaps, secrets)
-    try:
-        return live(target, force_polling=args.poll, poll_interval=args.poll_interval)
-    except CanaryConfError as exc:
-        raise as_cli_error(exc, f"{target.__name__} does not load") from None
+    return change.lines()
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -134,7 +151,7 @@ def _print_event(event: dict[str, Any], fmt: str, out: TextIO) -> None:
     print("\n".join(lines), file=out, flush=True)
 
 
-async def _watch(settings: LiveSettings[CanarySettings], args: argparse.Namespace) -> int:
+async def _watch(settings: LiveSettings[CanarySettings], args: WatchArgs) -> int:
     out = sys.stdout
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -209,7 +226,7 @@ def quiet_core_warnings() -> None:
         core.addHandler(handler)
 
 
-def cmd_watch(args: argparse.Namespace) -> int:
+def run(args: WatchArgs) -> int:
     quiet_core_warnings()
-    settings = open_live(args)
+    settings = Session(args.volumes).follow(args.watch)
     return asyncio.run(_watch(settings, args))

@@ -341,6 +341,11 @@ class VolumeSource(PydanticBaseSettingsSource):
                     if not may_stay_text:
                         self.context.problems.append(_json_problem(field_name, exc, origin))
                         continue
+                except (RecursionError, ValueError) as exc:
+                    # Valid JSON Python will not decode: nesting deeper than the stack, an
+                    # integer over the int-from-text digit limit. Its message holds no value.
+                    self.context.problems.append(_json_limit_problem(field_name, exc, origin))
+                    continue
             data[input_key(field_name, field)] = value
             self.context.record(field_name, origin)
         return data
@@ -388,6 +393,20 @@ def _json_problem(field_name: str, exc: json.JSONDecodeError, origin: Origin) ->
     return FieldProblem(
         field=field_name,
         reason=f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno} of the value)",
+        source=origin.source,
+        key=origin.key,
+        line=origin.line,
+    )
+
+
+def _json_limit_problem(field_name: str, exc: Exception, origin: Origin) -> FieldProblem:
+    if isinstance(exc, RecursionError):
+        what = "nested too deeply"
+    else:
+        what = "a number with too many digits"
+    return FieldProblem(
+        field=field_name,
+        reason=f"invalid JSON: {what} to decode",
         source=origin.source,
         key=origin.key,
         line=origin.line,
