@@ -432,10 +432,12 @@ def version_stream(kinds: dict[str, dict[str, str | None]], rounds: int) -> list
 
 
 def nudge(volume: Path) -> None:
-    """An event in the volume directory that changes no content."""
-    stray = volume / "..stray"
-    stray.touch()
-    stray.unlink()
+    """An event the watcher reacts to that changes no content: ``..data`` renamed onto
+    itself, the generation it names unchanged (on a volume the kubelet manages, the
+    watcher listens for that rename alone)."""
+    target = os.readlink(volume / "..data")
+    os.symlink(target, volume / "..data_tmp")
+    os.rename(volume / "..data_tmp", volume / "..data")
 
 
 def is_news(result: ReloadResult[Any]) -> bool:
@@ -750,7 +752,9 @@ def test_permissions_removed_and_restored(
 ) -> None:
     """The application runs as nobody (uid 65534), the kubelet as root: files it cannot
     read (a defaultMode of 0600) and a volume directory it cannot enter are rejected
-    versions; once readable again, the next version applies."""
+    versions; once readable again, the next version applies. (A directory reopened in
+    place is seen at the next version: the kubelet never changes modes in place, and the
+    watcher of a kubelet-managed volume wakes for the ``..data`` rename alone.)"""
     writer = KubeletWriter(world_dir / "podinfo", seed=5)
 
     def version(marker: int, mode: int = 0o644) -> None:
@@ -773,8 +777,7 @@ def test_permissions_removed_and_restored(
         writer.path.chmod(0o700)  # the directory itself closed
         version(4)
         steps.append(("directory 0700", child.ask("error VolumePermissionError")))
-        writer.path.chmod(0o755)  # reopened: no new version needed
-        steps.append(("directory 0755", child.ask("marker 4")))
+        writer.path.chmod(0o755)  # reopened
         version(5)
         steps.append(("next version", child.ask("marker 5")))
     finally:
@@ -794,7 +797,6 @@ def test_permissions_removed_and_restored(
     assert (states["files 0644"]["marker"], states["files 0644"]["error"]) == (3, None)
     assert states["directory 0700"]["marker"] == 3
     assert states["directory 0700"]["error"] == VolumePermissionError.__name__
-    assert (states["directory 0755"]["marker"], states["directory 0755"]["error"]) == (4, None)
     final = states["next version"]
     assert (final["marker"], final["error"], final["running"], final["alive"]) == (
         5,

@@ -33,11 +33,12 @@ from blinker import NamedSignal
 
 from canaryconf import _watch, signals
 from canaryconf._dispatch import Delivery, Dispatcher, Receiver
+from canaryconf._errors import safe_message
 from canaryconf._reload import Reading, ReloadState, Trigger, Version, is_news, step
 from canaryconf._runtime import Runner, StepLock, runtime
 from canaryconf.change import Change, ReloadResult
 from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
-from canaryconf.settings import CanarySettings, build_settings, restart_fields, secret_fields
+from canaryconf.settings import CanarySettings, build_settings, restart_fields
 from canaryconf.sources.base import read_settings_volume
 from canaryconf.sources.providers.labels import is_rollout_field
 from canaryconf.volume import VolumeSnapshot, read_data_target
@@ -351,7 +352,7 @@ class LiveSettings(Generic[S]):
             logger.warning(
                 "canaryconf: reload of %s failed, keeping the last good settings: %s",
                 name,
-                result.error,
+                safe_message(result.error) if result.error is not None else "?",
             )
             yield signals.reload_failed, {"error": result.error}
         change = result.change
@@ -368,7 +369,7 @@ class LiveSettings(Generic[S]):
                     "canaryconf: %s applied generation %s: %s",
                     name,
                     change.generation,
-                    _describe(change),
+                    "; ".join(change.lines()),
                 )
             yield signals.settings_changed, {"change": change}
             old_role, new_role = _role(core, change.old), _role(core, change.new)
@@ -661,22 +662,6 @@ def _role(core: _Core[Any], snapshot: CanarySettings) -> str | None:
         return None
     info = getattr(snapshot, core.rollout_field)
     return info.role if isinstance(info, RolloutInfo) else None
-
-
-def _describe(change: Change[Any]) -> str:
-    secrets = secret_fields(change.new)
-    parts = []
-    for name, (old, new) in change.diff().items():
-        if name in secrets:
-            parts.append(f"{name} (secret)")
-        else:
-            parts.append(f"{name}: {_short(old)} -> {_short(new)}")
-    return "; ".join(parts)
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_promotion(

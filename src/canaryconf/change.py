@@ -141,7 +141,9 @@ class ReloadResult(Generic[S]):
     change: Change[S] | None = None
     error: Exception | None = None
     generation: str | None = None
-    digest: str = ""
+    #: The volumes' content digest (it hashes Secret bytes: in-process only, never in a
+    #: repr; what is published is :func:`~canaryconf.settings.redacted_digest`).
+    digest: str = field(default="", repr=False)
     duration: float = 0.0
     timestamp: float = field(default_factory=time.time)
     restart_fields: frozenset[str] = frozenset()

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser  # type: igno
 
 from canaryconf._errors import CanaryConfError, SettingsValidationError
 from canaryconf.django import _runtime
-from canaryconf.settings import CanarySettings, redacted_dump
+from canaryconf.settings import CanarySettings, redacted_digest, redacted_dump
 
 NONE = "-"
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         report: dict[str, Any] = {
             "settings": runtime.config.source,
             "generation": pinned.generation,
-            "digest": pinned.digest,
+            "digest": redacted_digest(pinned.settings),
             "rollout_role": pinned.rollout_role,
             "volume_dirs": live.volume_dirs,
             "last_error": _one_line(last_error) if last_error is not None else None,
