@@ -327,8 +327,9 @@ def test(extra: list[str]) -> None:
         )
         step("build, twine check --strict, contents", build_and_check)
     print("\nsummary:")
+    width = max(len(name) for name, _, _ in steps)
     for name, seconds, outcome in steps:
-        print(f"  {name:<62} {seconds:7.1f} s  {outcome}")
+        print(f"  {name:<{width}} {seconds:7.1f} s  {outcome}")
     if any(outcome.startswith("FAILED") for _, _, outcome in steps):
         sys.exit(1)
 

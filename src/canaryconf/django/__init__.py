@@ -41,7 +41,8 @@ Importing ``canaryconf`` never imports Django; only ``canaryconf.django`` does.
 from __future__ import annotations
 
 try:
-    import django  # type: ignore[import-untyped]  # noqa: F401  (the extra's check first)
+    # the extra's check, before any submodule imports Django
+    import django  # type: ignore[import-untyped]  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("canaryconf.django needs Django: pip install 'canaryconf[django]'") from exc
 
