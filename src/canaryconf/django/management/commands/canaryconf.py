@@ -16,7 +16,9 @@ NONE = "-"
 
 class Command(BaseCommand):  # type: ignore[misc]
     help = (
-        "show: the current canaryconf settings (secrets redacted), generation and last error."
+        "show: the settings as this process loads them now from the volumes (secrets"
+        " redacted) with their generation, or the error when they do not load (a running"
+        " server's own state is at its GET -/canaryconf endpoint)."
         " validate: read the volumes now and check them; exit 1 with one line per failing"
         " field."
     )
