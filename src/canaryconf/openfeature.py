@@ -249,7 +249,8 @@ class FlagdDefinitions(BaseModel):
         if problems:
             raise ValidationError.from_exception_data(type(self).__name__, problems)
         core = FlagdCore()
-        document = self.model_dump(mode="json")
+        # by_alias spelled out: ``serialize_by_alias`` in the config needs pydantic 2.11.
+        document = self.model_dump(mode="json", by_alias=True)
         try:
             core.set_flags(copy.deepcopy(document))
         except OpenFeatureError as exc:  # a rule of the core's that the checks above missed
@@ -263,7 +264,9 @@ class FlagdDefinitions(BaseModel):
         self._effective = {
             key: _canonical(
                 {
-                    "flag": flag.model_dump(mode="json", exclude={"targeting", "metadata"}),
+                    "flag": flag.model_dump(
+                        mode="json", by_alias=True, exclude={"targeting", "metadata"}
+                    ),
                     "targeting": resolved[key],
                     "metadata": {**self.metadata, **flag.metadata},
                 }
