@@ -5,6 +5,7 @@ that reloads), receivers in connection order, isolated and bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 import time
@@ -278,3 +279,45 @@ def test_a_sync_reload_waits_for_its_change_to_be_delivered(tmp_path: Path) -> N
     finally:
         release.set()
         first.join(DEADLINE)
+
+
+def test_a_drain_ended_by_an_exception_leaves_the_queue_to_whoever_waits(
+    tmp_path: Path,
+) -> None:
+    """A handler that raises what isn't an Exception (KeyboardInterrupt) ends the delivery
+    in its thread; a reload waiting behind it delivers its own change instead of hanging."""
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(marked(0))
+    settings = live(marker_settings(writer.path))
+    second_posted, seen = threading.Event(), []
+
+    @settings.on_change
+    def interrupt_once(change: Change[Any]) -> None:
+        seen.append(change.new.marker)
+        if change.new.marker == 1:
+            assert second_posted.wait(DEADLINE)
+            raise KeyboardInterrupt
+
+    def first() -> None:
+        with contextlib.suppress(KeyboardInterrupt):
+            settings.reload()
+
+    writer.write(marked(1))
+    interrupted = threading.Thread(target=first)
+    interrupted.start()
+    assert wait_until(lambda: seen == [1])
+    writer.write(marked(2))
+    returned: list[int] = []
+
+    def second() -> None:
+        result = settings._step("manual")  # posted behind the delivery under way
+        second_posted.set()
+        settings._core.dispatcher.deliver(result)
+        returned.append(result.result.change.new.marker)
+
+    waiting = threading.Thread(target=second)
+    waiting.start()
+    interrupted.join(DEADLINE)
+    waiting.join(DEADLINE * 2)
+    assert returned == [2]
+    assert seen == [1, 2]

@@ -49,6 +49,8 @@ Announce = Callable[[Any], Iterable[tuple[NamedSignal, dict[str, Any]]]]
 _DRAINING: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
     "canaryconf_draining", default=frozenset()
 )
+# How often a thread waiting for another drain re-checks that one still runs (seconds).
+_RECHECK = 1.0
 # Coroutine handlers cancelled at their timeout that have not finished yet.
 _overdue: set[asyncio.Task[Any]] = set()
 
@@ -198,7 +200,9 @@ class Dispatcher:
                 if not self._draining:
                     self._draining = True
                     break
-            delivery.done.wait()
+            # Re-checked now and then: a drain ended by an exception leaves the queue to
+            # whoever waits (only while waiting: an idle process never wakes for this).
+            delivery.done.wait(_RECHECK)
         self._drain(self._run_sync)
 
     def _drain(self, run: Callable[[Delivery], None]) -> None:
@@ -225,8 +229,16 @@ class Dispatcher:
             return None
 
     def _stop_draining(self) -> None:
+        """After a drain ended by an exception: nobody drains, and the coroutines waiting
+        for a queued delivery are woken to take over (threads re-check by themselves)."""
         with self._mutex:
             self._draining = False
+            waiting = [d for d in self._queue if d._callbacks]
+            callbacks = [c for d in waiting for c in d._callbacks]
+            for d in waiting:
+                d._callbacks = []
+        for callback in callbacks:
+            callback()
 
     def _run_sync(self, delivery: Delivery) -> None:
         for signal, receiver, kwargs in self._calls(delivery):
