@@ -23,10 +23,16 @@ from types import TracebackType
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from canaryconf import CanaryConfigDict, CanarySettings, annotation
 from canaryconf._runtime import runtime
 from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
+
+# Timing belongs in benchmarks/, not in tests: on a busy machine one example can take far
+# longer than hypothesis' default 200 ms deadline ("Flaky: unreliable test timings").
+hypothesis_settings.register_profile("canaryconf", deadline=None)
+hypothesis_settings.load_profile("canaryconf")
 
 #: The name of a generation directory: ``..YYYY_MM_DD_HH_MM_SS.<random uint32>``.
 GENERATION_RE = re.compile(r"\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{1,10}")
