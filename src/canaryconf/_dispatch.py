@@ -193,17 +193,28 @@ class Dispatcher:
         """Return once ``delivery`` was delivered: drain the queue here, or wait for the
         one that drains it. Inside a handler of this sender, return at once (the drain
         under way delivers it next)."""
-        while True:
-            with self._mutex:
-                if delivery.done.is_set() or id(self) in _DRAINING.get():
-                    return
-                if not self._draining:
-                    self._draining = True
-                    break
+        while (claimed := self._claim(delivery)) is False:
             # Re-checked now and then: a drain ended by an exception leaves the queue to
             # whoever waits (only while waiting: an idle process never wakes for this).
             delivery.done.wait(_RECHECK)
-        self._drain(self._run_sync)
+        if claimed:
+            self._drain(self._run_sync)
+
+    def _claim(
+        self, delivery: Delivery, on_done: Callable[[], object] | None = None
+    ) -> bool | None:
+        """None: nothing to do (delivered, or asked from a handler of this sender, whose
+        drain delivers it next); True: the caller drains now; False: another drain will
+        deliver it (``on_done`` is called then)."""
+        with self._mutex:
+            if delivery.done.is_set() or id(self) in _DRAINING.get():
+                return None
+            if not self._draining:
+                self._draining = True
+                return True
+            if on_done is not None:
+                delivery._callbacks.append(on_done)
+            return False
 
     def _drain(self, run: Callable[[Delivery], None]) -> None:
         token = _DRAINING.set(_DRAINING.get() | {id(self)})
@@ -253,14 +264,12 @@ class Dispatcher:
         and waiting for another drain does not block it."""
         loop = asyncio.get_running_loop()
         while True:
-            with self._mutex:
-                if delivery.done.is_set() or id(self) in _DRAINING.get():
-                    return
-                if not self._draining:
-                    self._draining = True
-                    break
-                waiter: asyncio.Future[None] = loop.create_future()
-                delivery._callbacks.append(partial(loop.call_soon_threadsafe, _resolve, waiter))
+            waiter: asyncio.Future[None] = loop.create_future()
+            claimed = self._claim(delivery, partial(loop.call_soon_threadsafe, _resolve, waiter))
+            if claimed is None:
+                return
+            if claimed:
+                break
             await waiter
         token = _DRAINING.set(_DRAINING.get() | {id(self)})
         try:
