@@ -27,6 +27,7 @@ from canaryconf import (
     ReloadResult,
     SettingsValidationError,
     annotation,
+    configmap,
     label,
     live,
     secret,
@@ -660,3 +661,71 @@ def test_an_annotations_entry_that_is_a_directory_is_a_bad_version(
         " label/annotation file the kubelet writes"
     )
     assert app.current is before
+
+
+# -- what a reload reads ----------------------------------------------------------------
+
+
+def test_live_settings_of_one_volume_share_the_read_and_parse_of_each_generation(
+    podinfo: KubeletWriter,
+) -> None:
+    class A(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        marker: int = annotation("marker", default=0)
+
+    class B(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        marker: str = annotation("marker", default="")
+        role: str = label("role", default="stable")
+
+    podinfo.write(pod_files(labels={"role": "canary"}, annotations={"marker": "1"}))
+    many = [live(A), live(B), live(A)]
+    seen: list[threading.Event] = []
+    for settings in many:
+        event = threading.Event()
+        settings.on_change(lambda change, event=event: event.set())
+        seen.append(event)
+        settings.start()
+    try:
+        podinfo.write(pod_files(labels={"role": "canary"}, annotations={"marker": "2"}))
+        assert all(event.wait(DEADLINE) for event in seen)
+        snapshots = [s._core.state.current.volumes[str(podinfo.path)] for s in many]
+        assert snapshots[0] is not None
+        assert all(snap is snapshots[0] for snap in snapshots)
+        assert snapshots[0].generation == podinfo.generation
+        assert (many[0].marker, many[1].marker, many[1].role) == (2, "2", "canary")
+        # Each file was parsed once, for all three (A and B read the same annotations).
+        assert len(snapshots[0].derived) == 2  # labels and annotations
+    finally:
+        for settings in many:
+            settings.stop()
+
+
+def test_the_watcher_reads_again_only_the_volumes_whose_data_link_moved(
+    tmp_path: Path, podinfo: KubeletWriter
+) -> None:
+    configmaps = KubeletWriter(tmp_path / "cm")
+    podinfo.write(pod_files(annotations={"marker": "1"}))
+    configmaps.write({"workers": "1"})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=podinfo.path, configmap_dirs=[configmaps.path]
+        )
+        marker: int = annotation("marker", default=0)
+        workers: int = configmap("workers", default=0)
+
+    settings = live(Settings)
+    before = settings._core.state.current.volumes
+    applied = threading.Event()
+    settings.on_change(lambda change: applied.set())
+    with settings:
+        configmaps.write({"workers": "2"})
+        assert applied.wait(DEADLINE)
+    after = settings._core.state.current.volumes
+    assert settings.workers == 2
+    assert after[str(podinfo.path)] is before[str(podinfo.path)]
+    assert after[str(configmaps.path)] is not before[str(configmaps.path)]
+    # A manual reload reads every file again.
+    assert settings.reload().reason == "same-content"
+    assert settings._core.state.current.volumes[str(podinfo.path)] is not before[str(podinfo.path)]

@@ -973,3 +973,188 @@ def test_plain_secret_fields_never_come_from_annotations_or_labels(tmp_path: Pat
     assert settings.db_password.get_secret_value() == "from-secret"
     # ...unless the field says so explicitly.
     assert settings.api_token.get_secret_value() == "explicit"
+
+
+# --------------------------------------------------------------------------------------------
+# Reloads read only the volume sources (the static ones were read once)
+
+
+class _Nested(BaseModel):
+    host: str = "localhost"
+    port: int = 0
+
+
+def _parity_class(tmp_path: Path) -> type[CanarySettings]:
+    (tmp_path / "secrets_dir").mkdir(exist_ok=True)
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=tmp_path / "pod",
+            annotation_prefix=PREFIX,
+            configmap_dirs=[tmp_path / "cm"],
+            env_prefix="APP_",
+            env_nested_delimiter="__",
+            env_file=tmp_path / ".env",
+            secrets_dir=tmp_path / "secrets_dir",
+            populate_by_name=True,
+        )
+        level: str = "from-default"
+        flags: dict[str, Any] = {}
+        db: _Nested = _Nested()
+        aliased: str = Field("default", alias="other-name")
+        chosen: int = Field(0, validation_alias=AliasChoices("chosen", "picked"))
+        workers: int = configmap("workers", default=1)
+        token: SecretStr = SecretStr("")
+
+    return Settings
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "volumes-over-env",
+        "env-over-volumes-missing",
+        "dicts-merge-across-sources",
+        "init-by-alias",
+        "init-by-name",
+        "dotenv-and-secrets-dir",
+    ],
+)
+def test_a_build_with_static_values_equals_a_full_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """What a reload validates (volume sources merged with the static values read once)
+    is what pydantic-settings' whole pipeline gives for the same files and environment:
+    the same values and the same origins."""
+    from canaryconf.settings import build_snapshot
+
+    settings_cls = _parity_class(tmp_path)
+    pod = KubeletWriter(tmp_path / "pod")
+    cm = KubeletWriter(tmp_path / "cm")
+    annotations: dict[str, str] = {}
+    init: dict[str, Any] = {}
+    if case == "volumes-over-env":
+        monkeypatch.setenv("APP_LEVEL", "from-env")
+        annotations = {PREFIX + "level": "from-annotation"}
+        cm.write({"workers": "4"})
+    elif case == "env-over-volumes-missing":
+        monkeypatch.setenv("APP_LEVEL", "from-env")
+        monkeypatch.setenv("APP_WORKERS", "9")
+    elif case == "dicts-merge-across-sources":
+        monkeypatch.setenv("APP_FLAGS", json.dumps({"a": 1, "b": 1}))
+        monkeypatch.setenv("APP_DB__PORT", "5432")
+        annotations = {PREFIX + "flags": json.dumps({"b": 2, "c": 2})}
+        annotations[PREFIX + "db"] = json.dumps({"host": "canary-db"})
+        init = {"flags": {"c": 3, "d": 3}}
+    elif case == "init-by-alias":
+        monkeypatch.setenv("APP_OTHER-NAME", "from-env")
+        annotations = {PREFIX + "other-name": "from-annotation"}
+        init = {"other-name": "from-init", "picked": 7}
+    elif case == "init-by-name":
+        annotations = {PREFIX + "aliased": "from-annotation", PREFIX + "chosen": "3"}
+        init = {"aliased": "from-init", "chosen": 8}
+    else:
+        (tmp_path / ".env").write_text("APP_LEVEL=from-dotenv\nAPP_WORKERS=6\n")
+        (tmp_path / "secrets_dir" / "APP_token").write_text("s3cret")
+    pod.write(pod_files(annotations=annotations))
+    volumes = {d: read_volume(d) for d in settings_cls.volume_dirs() if Path(d).exists()}
+
+    full, static = build_snapshot(settings_cls, volumes, init)
+    assert static is not None
+    reloaded, kept = build_snapshot(settings_cls, volumes, init, static)
+    assert kept is static
+    assert reloaded.model_dump() == full.model_dump()
+    assert reloaded.origins == full.origins
+    if case == "dicts-merge-across-sources":
+        assert full.flags == {"a": 1, "b": 2, "c": 3, "d": 3}
+        assert full.db == _Nested(host="canary-db", port=5432)
+    if case == "init-by-alias":
+        assert (full.aliased, full.chosen) == ("from-init", 7)
+
+
+def test_a_reload_takes_the_environment_read_at_start_until_asked_to_read_it_again(
+    tmp_path: Path, podinfo: KubeletWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pod(podinfo, annotations={"level": "one"})
+    monkeypatch.setenv("WORKERS", "2")
+    (tmp_path / ".env").write_text("REGION=eu\n")
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path, env_file=tmp_path / ".env")
+        level: str = ""
+        workers: int = 1
+        region: str = ""
+
+    settings = canaryconf.live(Settings)
+    monkeypatch.setenv("WORKERS", "3")
+    (tmp_path / ".env").write_text("REGION=us\n")
+    _write_pod(podinfo, annotations={"level": "two"})
+    assert settings.reload().status == "applied"
+    assert (settings.level, settings.workers, settings.region) == ("two", 2, "eu")
+
+    result = settings.reload(everything=True)
+    assert result.status == "applied"
+    assert result.change is not None and result.change.fields == {"workers", "region"}
+    assert (settings.level, settings.workers, settings.region) == ("two", 3, "us")
+    # What was read again is what reloads use from now on.
+    _write_pod(podinfo, annotations={"level": "three"})
+    assert settings.reload().status == "applied"
+    assert (settings.level, settings.workers, settings.region) == ("three", 3, "us")
+
+
+def test_reading_everything_again_with_an_invalid_environment_keeps_the_old_values(
+    podinfo: KubeletWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pod(podinfo)
+    monkeypatch.setenv("WORKERS", "2")
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        workers: int = 1
+
+    settings = canaryconf.live(Settings)
+    monkeypatch.setenv("WORKERS", "many")
+    result = settings.reload(everything=True)
+    assert result.status == "failed"
+    assert isinstance(result.error, SettingsValidationError)
+    assert "WORKERS" in str(result.error) or "workers" in str(result.error)
+    monkeypatch.setenv("WORKERS", "5")
+    _write_pod(podinfo, annotations={"x": "1"})
+    # The environment that failed was never adopted: a reload still validates with 2.
+    assert settings.reload().status in ("unchanged", "applied")
+    assert settings.workers == 2
+    assert settings.reload(everything=True).status == "applied"
+    assert settings.workers == 5
+
+
+def test_a_class_that_arranges_its_sources_reads_them_all_at_every_reload(
+    podinfo: KubeletWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+    from canaryconf.settings import reuses_static_values
+
+    _write_pod(podinfo)
+    monkeypatch.setenv("WORKERS", "2")
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        workers: int = 1
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (env_settings, *cls.volume_sources(settings_cls))
+
+    assert not reuses_static_values(Settings)
+    settings = canaryconf.live(Settings)
+    monkeypatch.setenv("WORKERS", "3")
+    _write_pod(podinfo, annotations={"x": "1"})
+    assert settings.reload().status == "applied"
+    assert settings.workers == 3

@@ -38,8 +38,8 @@ from canaryconf._reload import Reading, ReloadState, Trigger, Version, is_news, 
 from canaryconf._runtime import Runner, StepLock, runtime
 from canaryconf.change import Change, ReloadResult
 from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
-from canaryconf.settings import CanarySettings, build_settings, restart_fields
-from canaryconf.sources.base import read_settings_volume
+from canaryconf.settings import CanarySettings, build_snapshot, restart_fields
+from canaryconf.sources.base import StaticValues, read_settings_volume
 from canaryconf.sources.providers.labels import is_rollout_field
 from canaryconf.volume import VolumeSnapshot, read_data_target
 
@@ -103,9 +103,19 @@ class _Core(Generic[S]):
         )
         self.restart_fields = restart_fields(settings_cls)
         self.field_names = tuple(settings_cls.model_fields)
+        self.static: StaticValues | None = None
+        self.pending_static: StaticValues | None = None
 
     def build(self, volumes: Any) -> S:
-        return cast(S, build_settings(self.settings_cls, volumes, **self.init_kwargs))
+        """Validate ``volumes`` with the static sources read at the last full build."""
+        snapshot, _ = build_snapshot(self.settings_cls, volumes, self.init_kwargs, self.static)
+        return snapshot
+
+    def build_everything(self, volumes: Any) -> S:
+        """Validate ``volumes`` with every source read again (``reload(everything=True)``);
+        the static values are renewed once a version built this way is applied."""
+        snapshot, self.pending_static = build_snapshot(self.settings_cls, volumes, self.init_kwargs)
+        return snapshot
 
 
 class LiveSettings(Generic[S]):
@@ -173,7 +183,7 @@ class LiveSettings(Generic[S]):
         _check_fields(settings_cls, init_kwargs)
         dirs = settings_cls.volume_dirs()
         volumes = {d: read_settings_volume(settings_cls, d) for d in dirs}
-        snapshot = cast(S, build_settings(settings_cls, volumes, **init_kwargs))
+        snapshot, static = build_snapshot(settings_cls, volumes, init_kwargs)
         options = {
             "backend": backend,
             "force_polling": force_polling,
@@ -184,6 +194,7 @@ class LiveSettings(Generic[S]):
         core = _Core(
             settings_cls, dict(init_kwargs), ReloadState(Version.of(snapshot, volumes)), options
         )
+        core.static = static
         core.dispatcher = Dispatcher(self, self._announce, handler_timeout)
         self._publish(core)
         if on_restart_required == "exit":
@@ -277,8 +288,14 @@ class LiveSettings(Generic[S]):
 
     # -- reloading -----------------------------------------------------------------------
 
-    def reload(self) -> ReloadResult[S]:
+    def reload(self, *, everything: bool = False) -> ReloadResult[S]:
         """Re-read every volume, validate, and swap if valid and different.
+
+        Init kwargs, environment variables, a dotenv file and pydantic's ``secrets_dir``
+        cannot change while a process runs: they are read when the LiveSettings is made,
+        and reloads (the watcher's and this one) read only the volumes.
+        ``everything=True`` reads those sources again too (after your code changed
+        ``os.environ``, say).
 
         Returns once the handlers of this change ran: here, or in the thread (or event
         loop) that was already delivering an earlier change, since handlers see changes
@@ -287,23 +304,24 @@ class LiveSettings(Generic[S]):
         of their own. A failed reload keeps the last good snapshot, sets
         :attr:`last_error` and sends ``reload_failed``.
         """
-        delivery = self._step("manual")
+        delivery = self._step("manual", everything=everything)
         self._core.dispatcher.deliver(delivery)
         return cast(ReloadResult[S], delivery.result)
 
-    async def areload(self) -> ReloadResult[S]:
+    async def areload(self, *, everything: bool = False) -> ReloadResult[S]:
         """:meth:`reload` for async code: coroutine handlers are awaited on this loop."""
-        delivery = self._step("manual")
+        delivery = self._step("manual", everything=everything)
         await self._core.dispatcher.adeliver(delivery)
         return cast(ReloadResult[S], delivery.result)
 
-    def _step(self, trigger: Trigger) -> Delivery:
+    def _step(self, trigger: Trigger, *, everything: bool = False) -> Delivery:
         """Read, take the reload step and publish, under the lock; post the result."""
         core = self._core
         started = time.perf_counter()
         with core.lock:
             state = core.state
-            if trigger == "watcher" and not is_news(state, self._links(), trigger):
+            links = self._links()
+            if trigger == "watcher" and not is_news(state, links, trigger):
                 version = state.current
                 result: ReloadResult[S] = ReloadResult(
                     "unchanged",
@@ -313,23 +331,47 @@ class LiveSettings(Generic[S]):
                 )
                 return core.dispatcher.post(result)
             try:
-                volumes = {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
+                volumes = self._read(state.current, links, trigger)
                 # The generations this content came from, not a second readlink that a
                 # swap in between could have moved on.
                 reading = Reading(volumes, links=_generations(volumes))
             except Exception as exc:
                 reading = Reading(None, exc, self._links())
+            core.pending_static = None
             core.state, result = step(
                 state,
                 reading,
                 trigger=trigger,
-                build=core.build,
+                build=core.build_everything if everything else core.build,
                 restart_fields=core.restart_fields,
+                reread=everything,
             )
+            if core.pending_static is not None and result.status != "failed":
+                core.static = core.pending_static
             if core.state.current.settings is not state.current.settings:
                 self._publish(core)
             result = replace(result, duration=time.perf_counter() - started)
             return core.dispatcher.post(result)
+
+    def _read(
+        self, current: Version[S], links: tuple[str | None, ...], trigger: Trigger
+    ) -> dict[str, VolumeSnapshot | None]:
+        """The volumes for one reload. For the watcher, a volume whose ``..data`` still
+        names the generation applied is not read again (the kubelet never changes a
+        generation), and one another LiveSettings of this process read already is
+        shared; a manual reload reads every file."""
+        core = self._core
+        watcher = trigger == "watcher"
+        volumes: dict[str, VolumeSnapshot | None] = {}
+        for directory, link in zip(core.dirs, links, strict=True):
+            before = current.volumes.get(directory)
+            if watcher and link is not None and before is not None and before.generation == link:
+                volumes[directory] = before
+            else:
+                volumes[directory] = read_settings_volume(
+                    core.settings_cls, directory, shared=watcher
+                )
+        return volumes
 
     def _links(self) -> tuple[str | None, ...]:
         return tuple(read_data_target(d) for d in self._core.dirs)

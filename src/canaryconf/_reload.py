@@ -152,11 +152,15 @@ def step(
     trigger: Trigger,
     build: Callable[[Volumes], S],
     restart_fields: frozenset[str] = frozenset(),
+    reread: bool = False,
 ) -> tuple[ReloadState[S], ReloadResult[S]]:
     """The next state and the result of one reload (see the module's table of reasons).
 
     ``build`` validates volumes into a settings snapshot (raising what validation
-    raises); ``restart_fields`` are held back at their old values.
+    raises); ``restart_fields`` are held back at their old values. ``reread`` says that
+    ``build`` reads the sources that are not volumes again (``reload(everything=True)``):
+    the same files may then give other values, so they are validated whatever their
+    digest.
     """
     current = state.current
     if reading.volumes is None:
@@ -166,13 +170,13 @@ def step(
     if _volume_vanished(current.volumes, volumes):
         return state, _unchanged(current, "volume-gone")
     digest = combined_digest(volumes)
-    if digest == current.digest:
+    if digest == current.digest and not reread:
         # Back to the applied content (a bad version was rolled back, say).
         moved = Version(current.settings, dict(volumes), digest)
         return replace(state, current=moved, last_error=None, rejected=None), _unchanged(
             current, "same-content"
         )
-    if digest == state.rejected:
+    if digest == state.rejected and not reread:
         return state, _rejected_before(state, trigger)
     try:
         new = build(volumes)

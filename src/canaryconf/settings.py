@@ -15,7 +15,7 @@ import json
 import os
 import traceback
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, TypeVar, get_args
 
 import pydantic
 import pydantic_core
@@ -30,7 +30,9 @@ from canaryconf.sources import providers as _providers  # noqa: F401  (registers
 from canaryconf.sources.base import (
     BuildContext,
     Origin,
+    StaticValues,
     TrackedSource,
+    class_memo,
     current_context,
     enter_context,
     exit_context,
@@ -51,6 +53,9 @@ __all__ = [
     "restart_fields",
     "secret_fields",
 ]
+
+
+S = TypeVar("S", bound="CanarySettings")
 
 
 class Redacted(str):
@@ -148,7 +153,12 @@ class CanarySettings(BaseSettings):
         token = enter_context(ctx)
         error: SettingsValidationError | None = None
         try:
-            super().__init__(**values)
+            if ctx.static is not None and reuses_static_values(cls):
+                pydantic.BaseModel.__init__(
+                    __canaryconf_self__, **_values_with_static(cls, ctx, ctx.static)
+                )
+            else:
+                super().__init__(**values)
         except ValidationError as exc:
             error = _settings_error(cls, exc, ctx)
         except (CanaryConfError, PydanticUserError):
@@ -225,11 +235,76 @@ def build_settings(
     **init_kwargs: Any,
 ) -> CanarySettings:
     """Build a snapshot from volumes already read (so it matches their digests)."""
-    token = enter_context(BuildContext(settings_cls, volumes))
+    return build_snapshot(settings_cls, volumes, init_kwargs)[0]
+
+
+def build_snapshot(
+    settings_cls: type[S],
+    volumes: Mapping[str, VolumeSnapshot | None],
+    init_kwargs: Mapping[str, Any],
+    static: StaticValues | None = None,
+) -> tuple[S, StaticValues | None]:
+    """Build a snapshot from volumes already read, and say what the sources that cannot
+    change gave. With ``static`` (what an earlier build of the same class and kwargs
+    returned), only the volume sources are read: the reload path. Returns None for the
+    static values when the class arranges its sources itself (every build is then full)."""
+    ctx = BuildContext(settings_cls, volumes, static)
+    token = enter_context(ctx)
     try:
-        return settings_cls(**init_kwargs)
+        snapshot = settings_cls(**init_kwargs)
     finally:
         exit_context(token)
+    if static is not None and reuses_static_values(settings_cls):
+        return snapshot, static
+    return snapshot, StaticValues.captured(ctx)
+
+
+def reuses_static_values(settings_cls: type[CanarySettings]) -> bool:
+    """Whether a reload of ``settings_cls`` may read only its volume sources: it keeps
+    canaryconf's order of sources (no override of ``settings_customise_sources``) and uses
+    none of pydantic-settings' features that act on the merged values (CLI parsing, partial
+    updates of nested defaults)."""
+
+    def compute() -> bool:
+        own = CanarySettings.settings_customise_sources.__func__  # type: ignore[attr-defined]
+        config = settings_cls.model_config
+        return (
+            settings_cls.settings_customise_sources.__func__ is own  # type: ignore[attr-defined]
+            and not config.get("cli_parse_args")
+            and config.get("cli_settings_source") is None
+            and not config.get("nested_model_default_partial_update")
+        )
+
+    return class_memo(settings_cls, reuses_static_values, compute)
+
+
+def _values_with_static(
+    cls: type[CanarySettings], ctx: BuildContext, static: StaticValues
+) -> dict[str, Any]:
+    """The input pydantic validates: the volume sources' values merged with the static
+    ones, in canaryconf's order, the way pydantic-settings merges its sources (a higher
+    source's dict is merged into a lower one's, key by key; anything else replaces)."""
+    ctx.record_static("init", static.init)
+    layers: list[Mapping[str, Any]] = [static.init]
+    layers.extend(source() for source in cls.volume_sources(cls))
+    for name, data in static.below_volumes():
+        ctx.record_static(name, data)
+        layers.append(data)
+    state: dict[str, Any] = {}
+    for data in reversed(layers):
+        state = _deep_update(state, data)
+    return state
+
+
+def _deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        below = merged.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            merged[key] = _deep_update(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[str]:

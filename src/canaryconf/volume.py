@@ -36,6 +36,7 @@ __all__ = [
     "DATA_LINK",
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_VOLUME_BYTES",
+    "GenerationCache",
     "VolumeBusyError",
     "VolumeSnapshot",
     "read_data_target",
@@ -73,6 +74,11 @@ class VolumeSnapshot:
     generation: str | None
     files: Mapping[str, bytes]
     digest: str = field(default="")
+    #: What readers derived from these files (a parsed label file), kept with them: a
+    #: generation never changes, so whoever reads the same snapshot derives it once.
+    derived: dict[object, object] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.files, MappingProxyType):
@@ -98,6 +104,60 @@ class VolumeSnapshot:
             f"VolumeSnapshot(path={self.path!r}, generation={self.generation!r}, "
             f"files=[{names}], digest={self.digest[:12]!r})"
         )
+
+
+class GenerationCache:
+    """The last generation read of each volume, for every reader in the process.
+
+    The kubelet never changes a generation directory once ``..data`` points to it: it
+    writes a new one and renames ``..data``. So while ``..data`` still names the
+    generation read last, that read is the volume's content, and N readers of one volume
+    (N LiveSettings, their parsers) read and parse each generation once. A plain directory
+    (no ``..data``) has no generation and is always read.
+
+    >>> from canaryconf.testing import KubeletWriter
+    >>> import tempfile
+    >>> vol = tempfile.mkdtemp()
+    >>> _ = KubeletWriter(vol).write({"labels": 'role="canary"'})
+    >>> cache = GenerationCache()
+    >>> cache.read(vol) is cache.read(vol)
+    True
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[object, ...], VolumeSnapshot] = {}
+
+    def read(
+        self,
+        path: str | os.PathLike[str],
+        names: Iterable[str] | None = None,
+        *,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
+        fresh: bool = False,
+    ) -> VolumeSnapshot:
+        """:func:`read_volume` (or :func:`read_volume_files` for ``names``), unless the
+        generation ``..data`` names now is the one read last with the same arguments;
+        ``fresh`` reads anyway (and remembers what it read)."""
+        root = os.fspath(path)
+        wanted = None if names is None else frozenset(names)
+        key = (os.path.abspath(root), wanted, max_file_bytes, max_volume_bytes)
+        last = self._last.get(key)
+        if not fresh and last is not None and last.generation == read_data_target(root):
+            return last
+        caps = {"max_file_bytes": max_file_bytes, "max_volume_bytes": max_volume_bytes}
+        if wanted is None:
+            snapshot = read_volume(root, **caps)
+        else:
+            snapshot = read_volume_files(root, wanted, **caps)
+        if snapshot.generation is None:
+            self._last.pop(key, None)
+        else:
+            self._last[key] = snapshot
+        return snapshot
+
+    def clear(self) -> None:
+        self._last.clear()
 
 
 def content_digest(files: Mapping[str, bytes]) -> str:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from types import UnionType
-from typing import TYPE_CHECKING, Any, ClassVar, Union, get_args, get_origin
+from types import MappingProxyType, UnionType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, cast, get_args, get_origin
 
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
@@ -26,7 +27,7 @@ from pydantic_settings import PydanticBaseSettingsSource
 from canaryconf._errors import FieldProblem, VolumeError, VolumeNotFoundError
 from canaryconf._fields import FieldMapping, field_mapping
 from canaryconf.downward import parse_map
-from canaryconf.volume import VolumeSnapshot, read_volume, read_volume_files
+from canaryconf.volume import GenerationCache, VolumeSnapshot
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -34,9 +35,11 @@ if TYPE_CHECKING:
 __all__ = [
     "BuildContext",
     "Origin",
+    "StaticValues",
     "TrackedSource",
     "VolumeSource",
     "as_dirs",
+    "class_memo",
     "config_value",
     "current_context",
     "dashed",
@@ -62,6 +65,42 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "max_file_bytes": 1024 * 1024,
     "max_volume_bytes": 4 * 1024 * 1024,
 }
+
+
+T = TypeVar("T")
+
+
+class _ClassMemo:
+    __slots__ = ("config", "registry", "values")
+
+    def __init__(self, config: object, registry: int) -> None:
+        self.config = config
+        self.registry = registry
+        self.values: dict[object, Any] = {}
+
+
+_MEMOS: weakref.WeakKeyDictionary[type, _ClassMemo] = weakref.WeakKeyDictionary()
+
+
+def class_memo(settings_cls: type[BaseSettings], key: object, compute: Callable[[], T]) -> T:
+    """``compute()``, computed once per settings class: for what follows from the class's
+    declaration alone (its fields, its ``model_config``, the source registry), such as the
+    directories it reads or the files each field may read. A reload re-reads files, never
+    the class. A new ``model_config`` object or a change to the registry starts afresh;
+    like pydantic, canaryconf reads ``model_config`` as it is when the class is used, and
+    does not notice it being mutated in place afterwards."""
+    memo = _MEMOS.get(settings_cls)
+    if (
+        memo is None
+        or memo.config is not settings_cls.model_config
+        or memo.registry != _registry_version
+    ):
+        memo = _MEMOS[settings_cls] = _ClassMemo(settings_cls.model_config, _registry_version)
+    try:
+        return memo.values[key]  # type: ignore[no-any-return]
+    except KeyError:
+        value = memo.values[key] = compute()
+        return value
 
 
 def config_value(settings_cls: type[BaseSettings], name: str) -> Any:
@@ -132,11 +171,17 @@ class BuildContext:
         self,
         settings_cls: type[BaseSettings],
         volumes: Mapping[str, VolumeSnapshot | None] | None = None,
+        static: StaticValues | None = None,
     ) -> None:
         self.settings_cls = settings_cls
         self.volumes: dict[str, VolumeSnapshot | None] = dict(volumes or {})
         self.origins: dict[str, Origin] = {}
         self.problems: list[FieldProblem] = []
+        #: What the sources that cannot change gave in an earlier build: when set, the
+        #: build reads only the volume sources (see :class:`StaticValues`).
+        self.static = static
+        #: What each of pydantic-settings' own sources gave in this build, by origin name.
+        self.captured: dict[str, dict[str, Any]] = {}
         self._maps: dict[str, dict[str, str]] = {}
 
     def volume(self, directory: str) -> VolumeSnapshot | None:
@@ -174,7 +219,11 @@ class BuildContext:
         snapshot, data = found
         path = snapshot.file_path(file)
         if path not in self._maps:
-            self._maps[path] = parse_map(data, source=path)
+            # Parsed once per generation, whoever reads it (the snapshot is shared).
+            parsed = snapshot.derived.get((parse_map, file))
+            if parsed is None:
+                parsed = snapshot.derived[(parse_map, file)] = parse_map(data, source=path)
+            self._maps[path] = cast(dict[str, str], parsed)
         # The content stays bytes: decoding 256 KiB costs more than the rest of a lookup, and
         # only an error message (Origin.line) ever needs it.
         return self._maps[path], path, data
@@ -183,27 +232,35 @@ class BuildContext:
         """Note where ``name`` came from, unless a higher-priority source already did."""
         self.origins.setdefault(name, origin)
 
+    def record_static(self, source: str, data: Mapping[str, Any]) -> None:
+        """Note the fields that pydantic-settings' source ``source`` gave (its keys)."""
+        names = field_names_by_key(self.settings_cls)
+        for key in data:
+            self.record(names.get(key, key), Origin(source=source, key=key))
 
-def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> VolumeSnapshot | None:
+
+#: The generations read in this process: every LiveSettings of a volume shares one read.
+GENERATIONS = GenerationCache()
+
+
+def read_settings_volume(
+    settings_cls: type[BaseSettings], directory: str, *, shared: bool = False
+) -> VolumeSnapshot | None:
     """Read one volume with the caps of ``settings_cls``; None for a missing directory
     unless ``require_volumes`` is set.
 
     A directory some source kind reads selectively (a projected volume) gives only the
     files the class's fields can read, all from one generation: a file the class never
-    needs (a 0400 Secret item owned by another user) is never opened."""
-    wanted = files_needed(settings_cls).get(directory, None)
+    needs (a 0400 Secret item owned by another user) is never opened. ``shared`` takes the
+    generation another reader in this process read already, if ``..data`` still names it
+    (:class:`~canaryconf.volume.GenerationCache`); otherwise the files are read."""
     try:
-        if wanted is not None:
-            return read_volume_files(
-                directory,
-                wanted,
-                max_file_bytes=config_value(settings_cls, "max_file_bytes"),
-                max_volume_bytes=config_value(settings_cls, "max_volume_bytes"),
-            )
-        return read_volume(
+        return GENERATIONS.read(
             directory,
+            files_needed(settings_cls).get(directory, None),
             max_file_bytes=config_value(settings_cls, "max_file_bytes"),
             max_volume_bytes=config_value(settings_cls, "max_volume_bytes"),
+            fresh=not shared,
         )
     except VolumeNotFoundError:
         if config_value(settings_cls, "require_volumes"):
@@ -215,11 +272,15 @@ def read_settings_volume(settings_cls: type[BaseSettings], directory: str) -> Vo
 def downward_dirs(settings_cls: type[BaseSettings]) -> list[str]:
     """Where downward files are looked for: ``downward_api_dir``, then the directories of
     the selective kinds (``projected_dirs``: a projected volume can hold downward items)."""
-    dirs = as_dirs(config_value(settings_cls, "downward_api_dir"))
-    for source in _REGISTRY:
-        if source.selective:
-            dirs.extend(source.dirs(settings_cls))
-    return list(dict.fromkeys(dirs))
+
+    def compute() -> tuple[str, ...]:
+        dirs = as_dirs(config_value(settings_cls, "downward_api_dir"))
+        for source in _REGISTRY:
+            if source.selective:
+                dirs.extend(source.dirs(settings_cls))
+        return tuple(dict.fromkeys(dirs))
+
+    return list(class_memo(settings_cls, downward_dirs, compute))
 
 
 def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
@@ -227,6 +288,10 @@ def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] |
     for "every file". A directory is read selectively only when every source kind that
     reads it can say which files it needs (:meth:`VolumeSource.files_needed`) and at least
     one kind asks for that (:attr:`VolumeSource.selective`)."""
+    return dict(class_memo(settings_cls, files_needed, lambda: _files_needed(settings_cls)))
+
+
+def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
     needed: dict[str, set[str] | None] = {}
     selective: set[str] = set()
     for source in _REGISTRY:
@@ -246,10 +311,14 @@ def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] |
 def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
     """Every volume directory the settings class reads, in precedence order: those of each
     registered source kind, in the registry's order (see :func:`registered_sources`)."""
-    dirs: list[str] = []
-    for source in _REGISTRY:
-        dirs.extend(source.dirs(settings_cls))
-    return list(dict.fromkeys(dirs))
+
+    def compute() -> tuple[str, ...]:
+        dirs: list[str] = []
+        for source in _REGISTRY:
+            dirs.extend(source.dirs(settings_cls))
+        return tuple(dict.fromkeys(dirs))
+
+    return list(class_memo(settings_cls, volume_dirs, compute))
 
 
 def current_context(settings_cls: type[BaseSettings]) -> BuildContext:
@@ -313,6 +382,13 @@ class VolumeSource(PydanticBaseSettingsSource):
         """The files this kind reads in each of its directories (None: it cannot tell)."""
         return dict.fromkeys(cls.dirs(settings_cls))
 
+    @classmethod
+    def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        """Whether this kind can ever give ``field`` a value (default: yes). Asked once
+        per class: a reload looks up only the fields each kind serves, so a kind need not
+        check in :meth:`lookup` what its declaration already says."""
+        return True
+
     def __init__(self, settings_cls: type[BaseSettings], context: BuildContext | None = None):
         super().__init__(settings_cls)
         self.context = context or current_context(settings_cls)
@@ -328,13 +404,22 @@ class VolumeSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        for field_name, field in self.settings_cls.model_fields.items():
-            found = self.lookup(field_name, field, field_mapping(field))
+        kind = type(self)
+        served = class_memo(
+            self.settings_cls,
+            (VolumeSource.serves, kind),
+            lambda: tuple(
+                (name, field, mapping, key, self._complexity(field))
+                for name, field, mapping, key in _field_plan(self.settings_cls)
+                if kind.serves(self.settings_cls, name, field)
+            ),
+        )
+        for field_name, field, mapping, key, (complex_, may_stay_text) in served:
+            found = self.lookup(field_name, field, mapping)
             if found is None:
                 continue
             value, origin = found
             if isinstance(value, str):
-                complex_, may_stay_text = self._complexity(field)
                 try:
                     value = json.loads(value) if complex_ else value
                 except json.JSONDecodeError as exc:
@@ -346,7 +431,7 @@ class VolumeSource(PydanticBaseSettingsSource):
                     # integer over the int-from-text digit limit. Its message holds no value.
                     self.context.problems.append(_json_limit_problem(field_name, exc, origin))
                     continue
-            data[input_key(field_name, field)] = value
+            data[key] = value
             self.context.record(field_name, origin)
         return data
 
@@ -362,6 +447,20 @@ class VolumeSource(PydanticBaseSettingsSource):
         return any(complex_), not all(complex_)
 
 
+def _field_plan(
+    settings_cls: type[BaseSettings],
+) -> tuple[tuple[str, FieldInfo, FieldMapping, str], ...]:
+    """Each field's name, info, :class:`FieldMapping` and :func:`input_key`, once per class."""
+    return class_memo(
+        settings_cls,
+        _field_plan,
+        lambda: tuple(
+            (name, field, field_mapping(field), input_key(name, field))
+            for name, field in settings_cls.model_fields.items()
+        ),
+    )
+
+
 def input_key(field_name: str, field: FieldInfo) -> str:
     """The key under which a source hands ``field``'s value to pydantic: one its validation
     accepts (``validation_alias``, else ``alias``, else the name)."""
@@ -375,9 +474,13 @@ def input_key(field_name: str, field: FieldInfo) -> str:
     return field.alias or field_name
 
 
-def field_names_by_key(settings_cls: type[BaseSettings]) -> dict[str, str]:
+def field_names_by_key(settings_cls: type[BaseSettings]) -> Mapping[str, str]:
     """Field names by every key that can stand for them in pydantic's data and errors
     (names, aliases, validation aliases)."""
+    return class_memo(settings_cls, field_names_by_key, lambda: _names_by_key(settings_cls))
+
+
+def _names_by_key(settings_cls: type[BaseSettings]) -> Mapping[str, str]:
     names: dict[str, str] = {}
     for name, field in settings_cls.model_fields.items():
         keys = [name, field.alias, field.validation_alias]
@@ -386,7 +489,7 @@ def field_names_by_key(settings_cls: type[BaseSettings]) -> dict[str, str]:
         for key in keys:
             if isinstance(key, str):
                 names.setdefault(key, name)
-    return names
+    return MappingProxyType(names)
 
 
 def _json_problem(field_name: str, exc: json.JSONDecodeError, origin: Origin) -> FieldProblem:
@@ -413,6 +516,47 @@ def _json_limit_problem(field_name: str, exc: Exception, origin: Origin) -> Fiel
     )
 
 
+@dataclass(frozen=True)
+class StaticValues:
+    """What the sources that cannot change while a process runs gave, read once.
+
+    Init kwargs are fixed when a :class:`~canaryconf.LiveSettings` is made, environment
+    variables when the process starts, and a dotenv file or pydantic's ``secrets_dir`` are
+    part of the image, not of a volume the kubelet updates. A reload reads only the volume
+    sources and merges their values with these, as pydantic-settings would
+    (``reload(everything=True)`` reads them all again).
+    """
+
+    init: Mapping[str, Any]
+    environment: Mapping[str, Any]
+    dotenv: Mapping[str, Any]
+    secrets_dir: Mapping[str, Any]
+
+    #: The origin names of the sources below the volume ones, highest precedence first.
+    BELOW_VOLUMES: ClassVar[tuple[str, ...]] = ("environment", "dotenv", "secrets_dir")
+
+    @classmethod
+    def captured(cls, context: BuildContext) -> StaticValues | None:
+        """The values a full build in ``context`` captured (None: it did not capture all:
+        the class arranges its sources itself)."""
+        found = context.captured
+        if not all(name in found for name in ("init", *cls.BELOW_VOLUMES)):
+            return None
+        return cls(
+            init=dict(found["init"]),
+            environment=dict(found["environment"]),
+            dotenv=dict(found["dotenv"]),
+            secrets_dir=dict(found["secrets_dir"]),
+        )
+
+    def below_volumes(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
+        return (
+            ("environment", self.environment),
+            ("dotenv", self.dotenv),
+            ("secrets_dir", self.secrets_dir),
+        )
+
+
 class TrackedSource(PydanticBaseSettingsSource):
     """Wraps one of pydantic-settings' own sources to record which fields it provided."""
 
@@ -435,9 +579,8 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = self.inner()
-        names = field_names_by_key(self.settings_cls)
-        for key in data:
-            self.context.record(names.get(key, key), Origin(source=self.origin, key=key))
+        self.context.captured[self.origin] = data
+        self.context.record_static(self.origin, data)
         return data
 
     def __repr__(self) -> str:
@@ -448,6 +591,8 @@ class TrackedSource(PydanticBaseSettingsSource):
 # The registry: one ordered list of source kinds, highest precedence first.
 
 _REGISTRY: list[type[VolumeSource]] = []
+#: Bumped at each change of the registry: what :func:`class_memo` computed is then stale.
+_registry_version = 0
 
 
 def register_source(source: type[VolumeSource], *, before: str | None = None) -> None:
@@ -464,11 +609,18 @@ def register_source(source: type[VolumeSource], *, before: str | None = None) ->
     if before is not None:
         index = next(i for i, s in enumerate(_REGISTRY) if s.kind == before)
     _REGISTRY.insert(index, source)
+    _registry_changed()
 
 
 def unregister_source(kind: str) -> None:
     """Remove the source kind ``kind`` (for tests that registered one)."""
     _REGISTRY[:] = [s for s in _REGISTRY if s.kind != kind]
+    _registry_changed()
+
+
+def _registry_changed() -> None:
+    global _registry_version
+    _registry_version += 1
 
 
 def registered_sources() -> tuple[type[VolumeSource], ...]:

@@ -8,7 +8,7 @@ from pydantic.fields import FieldInfo
 
 from canaryconf._errors import FieldProblem
 from canaryconf._fields import FieldMapping, field_mapping
-from canaryconf.sources.base import Origin, VolumeSource, dashed
+from canaryconf.sources.base import Origin, VolumeSource, class_memo, dashed
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -43,6 +43,12 @@ class KeyPerFileSource(VolumeSource):
         }
         return {directory: set(keys) for directory in cls.dirs(settings_cls)}
 
+    @classmethod
+    def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        return bool(cls.dirs(settings_cls)) and bool(
+            cls.field_keys(settings_cls, field_name, field)
+        )
+
     def is_secret_key(self, key: str, mapping: FieldMapping) -> bool:
         """Whether the value of file ``key`` is secret."""
         return self.secret or mapping.secret
@@ -50,7 +56,12 @@ class KeyPerFileSource(VolumeSource):
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
-        keys = self.field_keys(self.settings_cls, field_name, field)
+        cls = type(self)
+        keys = class_memo(
+            self.settings_cls,
+            (cls.field_keys, field_name),
+            lambda: cls.field_keys(self.settings_cls, field_name, field),
+        )
         if not keys:
             return None
         for directory in self.dirs(self.settings_cls):

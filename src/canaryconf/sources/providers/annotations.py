@@ -57,6 +57,11 @@ class AnnotationsSource(VolumeSource):
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
         return downward_dirs(settings_cls)
 
+    @classmethod
+    def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        source = field_mapping(field).source
+        return source == "annotation" or (source is None and not is_secret_field(field))
+
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:

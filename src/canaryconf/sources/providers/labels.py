@@ -72,6 +72,14 @@ class LabelsSource(VolumeSource):
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
         return downward_dirs(settings_cls)
 
+    @classmethod
+    def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        source = field_mapping(field).source
+        plain = source is None and config_value(settings_cls, "label_prefix") is not None
+        return (
+            is_rollout_field(field) or source == "label" or (plain and not is_secret_field(field))
+        )
+
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:

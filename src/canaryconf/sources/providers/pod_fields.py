@@ -54,6 +54,10 @@ class PodFieldsSource(VolumeSource):
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
         return downward_dirs(settings_cls)
 
+    @classmethod
+    def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        return bool(cls.field_keys(settings_cls, field_name, field))
+
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
