@@ -182,7 +182,7 @@ class BuildContext:
         self.static = static
         #: What each of pydantic-settings' own sources gave in this build, by origin name.
         self.captured: dict[str, dict[str, Any]] = {}
-        self._maps: dict[str, dict[str, str]] = {}
+        self._maps: dict[str, tuple[dict[str, str], str, bytes] | None] = {}
 
     def volume(self, directory: str) -> VolumeSnapshot | None:
         """The snapshot of ``directory`` (read once), or None when it does not exist."""
@@ -213,20 +213,22 @@ class BuildContext:
     def downward_map(self, file: str) -> tuple[dict[str, str], str, bytes] | None:
         """The parsed label/annotation file ``file`` of the downward volume, its path and
         its content; None when there is no such volume or file."""
+        if file in self._maps:
+            return self._maps[file]  # every field of the file asks: found once per build
         found = self.downward_file(file)
         if found is None:
+            self._maps[file] = None
             return None
         snapshot, data = found
         path = snapshot.file_path(file)
-        if path not in self._maps:
-            # Parsed once per generation, whoever reads it (the snapshot is shared).
-            parsed = snapshot.derived.get((parse_map, file))
-            if parsed is None:
-                parsed = snapshot.derived[(parse_map, file)] = parse_map(data, source=path)
-            self._maps[path] = cast(dict[str, str], parsed)
+        # Parsed once per generation, whoever reads it (the snapshot is shared).
+        parsed = snapshot.derived.get((parse_map, file))
+        if parsed is None:
+            parsed = snapshot.derived[(parse_map, file)] = parse_map(data, source=path)
         # The content stays bytes: decoding 256 KiB costs more than the rest of a lookup, and
         # only an error message (Origin.line) ever needs it.
-        return self._maps[path], path, data
+        result = self._maps[file] = (cast(dict[str, str], parsed), path, data)
+        return result
 
     def record(self, name: str, origin: Origin) -> None:
         """Note where ``name`` came from, unless a higher-priority source already did."""

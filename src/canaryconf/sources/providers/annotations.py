@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic.fields import FieldInfo
 
 from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
-from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed, downward_dirs
+from canaryconf.sources.base import (
+    BuildContext,
+    Origin,
+    VolumeSource,
+    config_value,
+    dashed,
+    downward_dirs,
+)
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -62,6 +69,11 @@ class AnnotationsSource(VolumeSource):
         source = field_mapping(field).source
         return source == "annotation" or (source is None and not is_secret_field(field))
 
+    def __init__(self, settings_cls: type[BaseSettings], context: BuildContext | None = None):
+        super().__init__(settings_cls, context)
+        self._file: str = config_value(settings_cls, "annotations_file")
+        self._prefix: str = config_value(settings_cls, "annotation_prefix")
+
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
@@ -69,12 +81,11 @@ class AnnotationsSource(VolumeSource):
             return None
         if mapping.source is None and is_secret_field(field):
             return None  # annotations are readable by anyone who can read the pod
-        found = self.context.downward_map(config_value(self.settings_cls, "annotations_file"))
+        found = self.context.downward_map(self._file)
         if found is None:
             return None
         values, path, text = found
-        prefix = config_value(self.settings_cls, "annotation_prefix")
-        key = full_key(mapping.key or dashed(field_name), prefix)
+        key = full_key(mapping.key or dashed(field_name), self._prefix)
         if key not in values:
             return None
         return values[key], Origin(path, key, secret=mapping.secret, map_text=text)
