@@ -250,7 +250,7 @@ def read_volume(
         if target is None:
             try:
                 files = _read_tree(
-                    root, root, real_root, max_file_bytes, max_volume_bytes, plain=True
+                    root, root, real_root, real_root, max_file_bytes, max_volume_bytes, plain=True
                 )
             except _GenerationVanished:
                 continue  # a file was removed while we read it: read again
@@ -258,15 +258,26 @@ def read_volume(
         if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
             raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
         generation_dir = os.path.join(root, target)
-        # The kubelet makes the generation a real directory; one that is a symlink leading
-        # elsewhere would have every file under it read as the volume's.
-        if not os.path.realpath(generation_dir).startswith(real_root + os.sep):
-            raise UnsafePathError(
-                os.path.join(root, DATA_LINK), "leads outside the volume (a symlinked generation)"
-            )
+        # The kubelet makes the generation a real directory (then its real path is known
+        # without resolving it again); one that is a symlink leading elsewhere would have
+        # every file under it read as the volume's.
+        real_generation = os.path.join(real_root, target)
+        if not _is_real_directory(generation_dir):
+            real_generation = os.path.realpath(generation_dir)
+            if not real_generation.startswith(real_root + os.sep):
+                raise UnsafePathError(
+                    os.path.join(root, DATA_LINK),
+                    "leads outside the volume (a symlinked generation)",
+                )
         try:
             files = _read_tree(
-                generation_dir, root, real_root, max_file_bytes, max_volume_bytes, plain=False
+                generation_dir,
+                root,
+                real_root,
+                real_generation,
+                max_file_bytes,
+                max_volume_bytes,
+                plain=False,
             )
         except _GenerationVanished:
             if read_data_target(root) == target and not os.path.isdir(generation_dir):
@@ -323,16 +334,31 @@ def _walk(
             yield rel, entry
 
 
+def _is_real_directory(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read_tree(
-    base: str, root: str, real_root: str, max_file: int, max_total: int, *, plain: bool
+    base: str,
+    root: str,
+    real_root: str,
+    real_base: str,
+    max_file: int,
+    max_total: int,
+    *,
+    plain: bool,
 ) -> dict[str, bytes]:
-    """Every file under ``base``. ``plain`` is a directory without generations; otherwise
-    ``base`` is a generation directory of the volume at ``root``."""
+    """Every file under ``base`` (whose real path is ``real_base``). ``plain`` is a
+    directory without generations; otherwise ``base`` is a generation directory of the
+    volume at ``root``."""
     files: dict[str, bytes] = {}
     total = 0
     entry: os.DirEntry[str] | None = None
     try:
-        ancestors = frozenset({os.path.realpath(base)})
+        ancestors = frozenset({real_base})
         for rel, entry in _walk(base, "", real_root, ancestors, skip_dots=plain):
             data = _read_capped(entry.path, max_file, max_total - total)
             if data is None:
