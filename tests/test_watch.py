@@ -667,7 +667,8 @@ def test_a_forked_child_watches_on_an_inotify_fd_of_its_own(podinfo: KubeletWrit
     def child(out: int, go: int) -> int:
         settings.start()  # returns once the restart after fork is done
         fds = _watch.inotify_descriptors()
-        state = [len(fds), sorted(inotify_fds()) == fds, fds != parent_fds]
+        # One descriptor in all: the parent's copy was closed (its number may be reused).
+        state = [len(fds), sorted(inotify_fds()) == fds]
         os.write(out, f"{state}\n".encode())
         if read_child_line(go, DEADLINE * 2) != "go":
             return 3
@@ -680,7 +681,7 @@ def test_a_forked_child_watches_on_an_inotify_fd_of_its_own(podinfo: KubeletWrit
         parent_fds = _watch.inotify_descriptors()
         assert len(parent_fds) == 1
         with ForkedChild(child) as forked:
-            assert forked.read_line(DEADLINE * 4) == "[1, True, True]"
+            assert forked.read_line(DEADLINE * 4) == "[1, True]"
             podinfo.write(colored("green"))
             forked.send("go")
             assert forked.reap(DEADLINE * 4) == 0

@@ -450,6 +450,9 @@ class _InotifyHub:
                 logger.debug("canaryconf: inotify mask not restored", exc_info=True)
 
     def _open(self) -> int:
+        """The descriptor, opened now if the loop has none: lazily, so a loop that never
+        uses inotify (watchfiles, polling) holds none. The finalizer closes it if the loop
+        is collected while still watching."""
         if self.fd is not None:
             return self.fd
         loop = self._loop()
@@ -468,6 +471,8 @@ class _InotifyHub:
         return fd
 
     def _close_if_idle(self) -> None:
+        """Close the descriptor once no watch is left: a process that stopped watching
+        holds no inotify instance (they are counted per user, across processes)."""
         if self._listeners or self.fd is None:
             return
         loop = self._loop()
@@ -510,10 +515,6 @@ class _InotifyHub:
                     woken[id(listener)] = listener
         for listener in woken.values():
             listener.wakeup.set()
-
-    def watch_count(self) -> int:
-        """How many kernel watches this hub holds (for diagnostics and tests)."""
-        return len(self._listeners)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InotifyHub] = (
