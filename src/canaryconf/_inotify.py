@@ -1,8 +1,11 @@
 """A minimal Linux inotify binding over ctypes.
 
-canaryconf needs three calls (``inotify_init1``, ``inotify_add_watch``, ``read``) and a file
-descriptor it can hand to an event loop or ``select``; libc already has them, so no
-dependency is added. The descriptor is non-blocking: readiness comes from the loop.
+canaryconf needs four calls (``inotify_init1``, ``inotify_add_watch``, ``inotify_rm_watch``,
+``read``) and a file descriptor it can hand to an event loop or ``select``; libc already has
+them, so no dependency is added. The descriptor is non-blocking: readiness comes from the
+loop. One descriptor carries many watches (see :mod:`canaryconf._watch`): the kernel limits
+descriptors per user far more tightly (``fs.inotify.max_user_instances``, 128 by default)
+than watches.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = [
     "available",
     "open_inotify",
     "read_events",
+    "remove_watch",
 ]
 
 IN_MODIFY = 0x00000002
@@ -37,6 +41,7 @@ IN_UNMOUNT = 0x00002000
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000
 IN_ONLYDIR = 0x01000000
+IN_MASK_ADD = 0x20000000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
 
@@ -91,6 +96,8 @@ def _lib() -> ctypes.CDLL:
             lib.inotify_init1.restype = ctypes.c_int
             lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
             lib.inotify_add_watch.restype = ctypes.c_int
+            lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
+            lib.inotify_rm_watch.restype = ctypes.c_int
         except (OSError, AttributeError) as exc:
             raise InotifyUnavailable(errno.ENOSYS, f"libc has no inotify: {exc}") from None
         _libc = lib
@@ -118,6 +125,9 @@ def open_inotify() -> int:
 def add_directory_watch(fd: int, path: str, mask: int = DIRECTORY_MASK) -> int:
     """Watch the directory ``path`` (not recursively); returns the watch descriptor.
 
+    A directory already watched on ``fd`` (by this path or another one to the same inode)
+    keeps its watch descriptor and gets ``mask`` instead of its old mask, or in addition to
+    it when ``mask`` holds :data:`IN_MASK_ADD`.
     ENOSPC (``fs.inotify.max_user_watches`` reached) raises :class:`InotifyUnavailable`;
     a missing or non-directory path raises FileNotFoundError / NotADirectoryError.
     """
@@ -134,6 +144,18 @@ def add_directory_watch(fd: int, path: str, mask: int = DIRECTORY_MASK) -> int:
             raise NotADirectoryError(err, os.strerror(err), path)
         raise OSError(err, os.strerror(err), path)
     return wd
+
+
+def remove_watch(fd: int, wd: int) -> None:
+    """Remove watch ``wd`` from ``fd``; the kernel then queues ``IN_IGNORED`` for it.
+
+    A watch the kernel has removed already (its directory deleted or unmounted: the
+    ``IN_IGNORED`` may still be queued) is not an error: EINVAL is ignored.
+    """
+    if int(_lib().inotify_rm_watch(fd, wd)) < 0:
+        err = ctypes.get_errno()
+        if err != errno.EINVAL:
+            raise OSError(err, f"inotify_rm_watch: {os.strerror(err)}")
 
 
 def read_events(fd: int) -> list[InotifyEvent]:

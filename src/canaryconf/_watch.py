@@ -2,11 +2,19 @@
 
 Every backend is a coroutine that yields once per coalesced batch of changes:
 
-- ``inotify`` (Linux, default): the inotify descriptor is registered with the event loop
-  (``loop.add_reader``), so an idle watcher costs nothing: no thread of its own, no timer,
-  no periodic wake-up. On a volume the kubelet manages it listens for the rename onto
-  ``..data`` (the kubelet's commit point) alone and reports it at once: one wake-up per
-  swap. On a plain directory any change is reported, coalesced over ``debounce`` seconds.
+- ``inotify`` (Linux, default): every watch of an event loop is a watch on that loop's
+  one inotify descriptor (:class:`_InotifyHub`), registered with the loop
+  (``loop.add_reader``) once. An idle watcher costs nothing: no thread of its own, no
+  timer, no periodic wake-up. One descriptor per loop, not one per directory, because the
+  kernel allows few descriptors per user (``fs.inotify.max_user_instances``, 128 by
+  default, shared by every process of that UID on the node) but many watches: a process
+  with 100 LiveSettings over 300 directories holds one descriptor (one per event loop
+  that watches: the runtime's watcher thread, and each loop running ``async with
+  live.watching()``). The descriptor is opened at the first watch of a loop and closed
+  when its last watch ends. On a volume the kubelet manages a watch listens for the
+  rename onto ``..data`` (the kubelet's commit point) alone and reports it at once: one
+  wake-up per swap. On a plain directory any change is reported, coalesced over
+  ``debounce`` seconds.
 - ``watchfiles`` (elsewhere, e.g. macOS development): ``watchfiles.awatch`` on the directory.
 - ``polling`` (``force_polling=True``, or when inotify is unavailable or out of watches):
   every ``poll_interval`` seconds compare the ``..data`` target, or for a plain directory
@@ -23,6 +31,7 @@ import contextlib
 import logging
 import os
 import stat
+import threading
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
@@ -192,35 +201,27 @@ class DirectoryWatch:
 
     async def _inotify_batches(self) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        fd = _inotify.open_inotify()
-        _open_fds.add(fd)
-        pending: list[_inotify.InotifyEvent] = []
-        wakeup = asyncio.Event()
-
-        def readable() -> None:
-            pending.extend(_inotify.read_events(fd))
-            wakeup.set()
-
+        hub = _hub(loop)
+        # A volume the kubelet manages changes only by the rename onto ``..data``: watch
+        # for that alone (one wake-up per swap). A plain directory is watched for any
+        # change, until a ``..data`` commit shows the kubelet manages it after all.
+        kubelet = read_data_target(self.path) is not None
+        listener = _Listener(
+            self.path, _inotify.KUBELET_MASK if kubelet else _inotify.DIRECTORY_MASK
+        )
+        hub.add(listener)
         try:
-            # A volume the kubelet manages changes only by the rename onto ``..data``: watch
-            # for that alone (one wake-up per swap). A plain directory is watched for any
-            # change, until a ``..data`` commit shows the kubelet manages it after all.
-            kubelet = read_data_target(self.path) is not None
-            _inotify.add_directory_watch(
-                fd, self.path, _inotify.KUBELET_MASK if kubelet else _inotify.DIRECTORY_MASK
-            )
-            loop.add_reader(fd, readable)
             self.ready.set()
             await self._notify()  # the directory may have changed before the watch existed
             while True:
-                await wakeup.wait()
-                wakeup.clear()
-                committed = self._take(pending)
+                await listener.wakeup.wait()
+                listener.wakeup.clear()
+                committed = self._take(listener.pending)
                 if kubelet and not committed:
                     continue  # a rename of something else: no news
                 if committed and not kubelet:
                     kubelet = True
-                    _inotify.add_directory_watch(fd, self.path, _inotify.KUBELET_MASK)
+                    hub.set_mask(listener, _inotify.KUBELET_MASK)
                 if not committed and self.debounce > 0:
                     deadline = loop.time() + self.debounce
                     while not committed:
@@ -228,15 +229,12 @@ class DirectoryWatch:
                         if remaining <= 0:
                             break
                         with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(wakeup.wait(), remaining)
-                        wakeup.clear()
-                        committed = self._take(pending)
+                            await asyncio.wait_for(listener.wakeup.wait(), remaining)
+                        listener.wakeup.clear()
+                        committed = self._take(listener.pending)
                 yield
         finally:
-            with contextlib.suppress(Exception):
-                loop.remove_reader(fd)
-            _open_fds.discard(fd)
-            os.close(fd)
+            hub.remove(listener)
 
     @staticmethod
     def _take(pending: list[_inotify.InotifyEvent]) -> bool:
@@ -331,7 +329,227 @@ def _fingerprint(path: str) -> str | None:
         return None
 
 
-_open_fds: set[int] = set()
+# -- the inotify descriptor of a loop ----------------------------------------------------
+
+#: Events the kernel reports whatever a watch's mask says.
+_ALWAYS = _inotify.IN_IGNORED | _inotify.IN_UNMOUNT | _inotify.IN_Q_OVERFLOW
+
+
+class _Listener:
+    """One :class:`DirectoryWatch`'s watch on its loop's hub: the path and mask it asked
+    for, the watch descriptor the kernel gave (``None`` once the watch is gone), and the
+    events routed to it that it has not looked at yet; ``wakeup`` is set when some came."""
+
+    __slots__ = ("mask", "path", "pending", "wakeup", "wd")
+
+    def __init__(self, path: str, mask: int) -> None:
+        self.path = path
+        self.mask = mask
+        self.wd: int | None = None
+        self.pending: list[_inotify.InotifyEvent] = []
+        self.wakeup = asyncio.Event()
+
+
+class _InotifyHub:
+    """The one inotify descriptor of an event loop, and the routing of its events.
+
+    Why one per loop: the kernel allows 128 descriptors per user by default
+    (``fs.inotify.max_user_instances``, shared by every process of the UID on the node)
+    but tens of thousands of watches; a descriptor per directory ran out at about 40
+    LiveSettings and sent everything to polling.
+
+    The descriptor is opened at the first watch and registered with the loop once; it is
+    closed, and unregistered, when the last watch ends, so a process that stopped watching
+    holds none. Events are routed by watch descriptor. The kernel gives two paths to one
+    directory (a symlink and its target, two bind mounts) the same watch descriptor and
+    one mask, which ``inotify_add_watch`` replaces: so each descriptor keeps a list of its
+    listeners, the kernel's mask is the union of theirs, each listener gets only the events
+    its own mask asks for, and the kernel watch is removed when its last listener leaves.
+    ``IN_IGNORED`` (the directory deleted or unmounted) reaches the listeners of that
+    descriptor, which end their watch and wait for the directory again; ``IN_Q_OVERFLOW``
+    (events lost) reaches every listener, which re-read.
+
+    Used only from its loop's thread (and :func:`forget_after_fork`). It refers to its loop
+    weakly: a loop dropped without being closed properly still closes the descriptor
+    when it is collected.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)
+        self.fd: int | None = None
+        self._listeners: dict[int, list[_Listener]] = {}
+        self._finalizer: weakref.finalize[[], asyncio.AbstractEventLoop] | None = None
+
+    def add(self, listener: _Listener) -> None:
+        """Watch ``listener.path`` for ``listener.mask``; raises what
+        :func:`_inotify.add_directory_watch` and :func:`_inotify.open_inotify` raise."""
+        fd = self._open()
+        try:
+            # IN_MASK_ADD: a directory other listeners watch already keeps what they asked
+            # for, at no moment narrower.
+            wd = _inotify.add_directory_watch(
+                fd, listener.path, listener.mask | _inotify.IN_MASK_ADD
+            )
+        except BaseException:
+            self._close_if_idle()
+            raise
+        listener.wd = wd
+        self._listeners.setdefault(wd, []).append(listener)
+
+    def set_mask(self, listener: _Listener, mask: int) -> None:
+        """Change what ``listener`` listens for (narrowing included)."""
+        listener.mask = mask
+        if listener.wd is not None and listener.wd in self._listeners:
+            self._apply(listener.wd, listener.path)
+
+    def remove(self, listener: _Listener) -> None:
+        """End ``listener``'s watch; the kernel watch goes with its last listener, the
+        descriptor with the loop's last watch. Never raises: it runs in ``finally``."""
+        wd, listener.wd = listener.wd, None
+        listeners = self._listeners.get(wd) if wd is not None else None
+        if wd is not None and listeners is not None and listener in listeners:
+            listeners.remove(listener)
+            if listeners:
+                self._apply(wd, listeners[0].path)  # narrow to what the others ask for
+            else:
+                del self._listeners[wd]
+                if self.fd is not None:
+                    try:
+                        _inotify.remove_watch(self.fd, wd)
+                    except OSError:
+                        logger.debug("canaryconf: inotify_rm_watch failed", exc_info=True)
+        self._close_if_idle()
+
+    def _apply(self, wd: int, path: str) -> None:
+        """Set the kernel's mask of ``wd`` to the union of its listeners' masks, through
+        ``path`` (one of theirs)."""
+        fd = self.fd
+        if fd is None:
+            return
+        mask = 0
+        for listener in self._listeners[wd]:
+            mask |= listener.mask
+        try:
+            got = _inotify.add_directory_watch(fd, path, mask)
+        except OSError:
+            return  # gone meanwhile: its IN_IGNORED, or its listeners' re-watch, follows
+        if got != wd:
+            # ``path`` names another directory now (removed and recreated): what this did
+            # there must be undone. The old directory keeps a wider mask: its listeners
+            # still get only their own events.
+            others = self._listeners.get(got)
+            try:
+                if others:
+                    restored = 0
+                    for listener in others:
+                        restored |= listener.mask
+                    _inotify.add_directory_watch(fd, path, restored)
+                else:
+                    _inotify.remove_watch(fd, got)
+            except OSError:
+                logger.debug("canaryconf: inotify mask not restored", exc_info=True)
+
+    def _open(self) -> int:
+        """The descriptor, opened now if the loop has none: lazily, so a loop that never
+        uses inotify (watchfiles, polling) holds none. The finalizer closes it if the loop
+        is collected while still watching."""
+        if self.fd is not None:
+            return self.fd
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the event loop of this inotify hub is gone")
+        fd = _inotify.open_inotify()
+        try:
+            loop.add_reader(fd, self._readable)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        finalizer = weakref.finalize(loop, self.abandon)
+        finalizer.atexit = False  # at exit the watcher thread may still select on it
+        self._finalizer = finalizer
+        return fd
+
+    def _close_if_idle(self) -> None:
+        """Close the descriptor once no watch is left: a process that stopped watching
+        holds no inotify instance (they are counted per user, across processes)."""
+        if self._listeners or self.fd is None:
+            return
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self.fd)
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Close the descriptor without touching the loop (which may be closed, gone, or,
+        in a forked child, share its epoll instance with the parent: unregistering there
+        would unregister the parent's descriptor) and forget every watch."""
+        fd, self.fd = self.fd, None
+        self._listeners.clear()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _readable(self) -> None:
+        """Read what is queued and wake the listeners it concerns."""
+        if self.fd is None:
+            return
+        woken: dict[int, _Listener] = {}
+        for event in _inotify.read_events(self.fd):
+            if event.wd == -1:  # IN_Q_OVERFLOW: events were lost, for anyone
+                targets = [x for group in self._listeners.values() for x in group]
+            else:
+                targets = self._listeners.get(event.wd, [])
+                if event.mask & _inotify.IN_IGNORED:
+                    # The kernel removed the watch: its listeners end theirs (GONE_MASK).
+                    self._listeners.pop(event.wd, None)
+                    for listener in targets:
+                        listener.wd = None
+            for listener in targets:
+                if event.mask & (listener.mask | _ALWAYS):
+                    listener.pending.append(event)
+                    woken[id(listener)] = listener
+        for listener in woken.values():
+            listener.wakeup.set()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InotifyHub] = (
+    weakref.WeakKeyDictionary()
+)
+_hubs_lock = threading.Lock()
+
+
+def _hub(loop: asyncio.AbstractEventLoop) -> _InotifyHub:
+    """The hub of ``loop``, made on first use."""
+    with _hubs_lock:
+        _release_closed_loops()
+        hub = _hubs.get(loop)
+        if hub is None:
+            hub = _hubs[loop] = _InotifyHub(loop)
+        return hub
+
+
+def _release_closed_loops() -> None:
+    """Close the descriptors of loops closed while still watching (``loop.close()`` with
+    the watch tasks never cancelled, e.g. after ``run_until_complete`` was interrupted):
+    nothing will run their tasks' cleanup. Called with ``_hubs_lock`` held."""
+    for loop, hub in list(_hubs.items()):
+        if loop.is_closed():
+            hub.abandon()
+            del _hubs[loop]
+
+
+def inotify_descriptors() -> list[int]:
+    """The inotify descriptors open in this process's hubs (for diagnostics and tests)."""
+    with _hubs_lock:
+        _release_closed_loops()
+        return [h.fd for h in _hubs.values() if h.fd is not None]
+
+
 _registries: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, dict[tuple[str, str], DirectoryWatch]
 ] = weakref.WeakKeyDictionary()
@@ -371,9 +589,13 @@ def active_watches() -> list[DirectoryWatch]:
 
 
 def forget_after_fork() -> None:
-    """In a forked child: drop the parent's watches and close its inotify descriptors."""
-    for fd in list(_open_fds):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _open_fds.clear()
+    """In a forked child: drop the parent's watches and close its inotify descriptors
+    (the parent's threads and loops are gone here; the runtime restarts its watchers on a
+    fresh loop, which opens a descriptor of its own). Takes no lock: one held by another
+    thread at fork time would never be released here."""
+    global _hubs_lock
+    _hubs_lock = threading.Lock()
+    for hub in list(_hubs.values()):
+        hub.abandon()
+    _hubs.clear()
     _registries.clear()
