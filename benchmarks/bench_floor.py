@@ -46,7 +46,8 @@ of the volumes, reporting each delivered settings object (sequence numbers seen,
    ``watchdog`` is not installed (``pip install --group bench``).
 6. ``polling 1 s``: ``readlink ..data`` of each directory every second; on a change it reads
    like the floor. It takes about 0.5 s per swap, so it is written only every 4th swap (the
-   table says how many swaps it had).
+   table says how many swaps it had), each after a random 0-1 s pause (else its swaps lock
+   in phase with its poll timer).
 
 **1. Latency** (``section: floor latency``). A writer process does the kubelet's sequence
 and takes ``time.perf_counter()`` right before and right after the rename onto ``..data``
@@ -95,9 +96,11 @@ c. ``instances``: 1, 10, 100 LiveSettings in one process. *Distinct*: each on it
    directories; each swap writes a random instance's volumes; latency to that instance's
    handler (the floor: one program with one inotify descriptor serving as many consumers).
    ``inotify fds`` and ``warnings`` show canaryconf's descriptors and any fallback (Linux
-   allows 128 inotify instances per user by default). *Shared*: all instances on ONE set of
-   volumes; CPU (``getrusage`` of the process, measured by itself around the swaps) per swap
-   until all N handlers ran, against a floor that reads and parses once and builds N models.
+   allows 128 inotify instances per user by default, shared with every other process of
+   the user: ``in use before`` counts those held before the case started). *Shared*: all
+   instances on ONE set of volumes; CPU (``getrusage`` of the process, measured by itself
+   around the swaps) per swap until all N handlers ran, against a floor that reads and
+   parses once and builds N models.
    ``growth`` is CPU(N) / CPU(1): sharing the read should keep it far below N.
 d. ``processes``: 1, 4, 16 worker processes on one set of volumes (canaryconf thread
    watcher, one LiveSettings each) against as many floor programs on another, swaps
@@ -1292,6 +1295,32 @@ def ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else math.nan
 
 
+def inotify_instances_of_user() -> int:
+    """How many inotify instances processes of this user hold now (the per-user limit,
+    ``fs.inotify.max_user_instances``, is 128 by default, shared by every such process on
+    the machine: on a Kubernetes node, by every container running as the same uid)."""
+    uid, count = os.getuid(), 0
+    with contextlib.suppress(OSError):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            fd_dir = f"/proc/{pid}/fd"
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{pid}").st_uid != uid:
+                    continue
+                for fd in os.listdir(fd_dir):
+                    with contextlib.suppress(OSError):
+                        count += "inotify" in os.readlink(f"{fd_dir}/{fd}")
+    return count
+
+
+def inotify_limit() -> int | None:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def loadavg() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
 
@@ -1308,6 +1337,7 @@ class Entry:
     spec: dict[str, Any]
     every: int = 1
     timeout: float = WAIT_TIMEOUT
+    pause: float = PAUSE_MAX  # the random pause before each of its swaps is 0..pause
     child: Child | None = None
     root: str = ""
     lat: list[list[float]] = field(default_factory=list)  # per round, ms
@@ -1345,6 +1375,7 @@ def latency_entries(notes: list[str]) -> list[Entry]:
             {"kind": "poll", "interval": POLL_INTERVAL},
             every=POLL_EVERY,
             timeout=POLL_INTERVAL + 1.5,
+            pause=POLL_INTERVAL,
         )
     )
     return entries
@@ -1366,7 +1397,7 @@ def measure_latency(
 
         def one_swap(entry: Entry, seq: int, round_: int | None) -> None:
             assert entry.child is not None
-            time.sleep(rng.uniform(0, PAUSE_MAX))
+            time.sleep(rng.uniform(0, entry.pause))
             t_rename, renames = f.swap(entry.root, seq)
             delivery = entry.child.await_delivery(seq, entry.timeout)
             if round_ is not None:
@@ -1738,6 +1769,7 @@ def measure_instances(swaps: int, progress: Progress) -> list[dict[str, Any]]:
     fl, cc = kinds
     for count in INSTANCE_COUNTS:
         progress(f"instances: {count} on distinct volumes, {swaps} swaps")
+        in_use = inotify_instances_of_user()
         with fleet() as f:
             roots = {k: [f.new_root() for _ in range(count)] for k in kinds}
             f.init_roots(roots[fl] + roots[cc])
@@ -1767,6 +1799,8 @@ def measure_instances(swaps: int, progress: Progress) -> list[dict[str, Any]]:
                 "name": f"{count} instance(s)",
                 "swaps": swaps,
                 "missed": missed[fl] + missed[cc],
+                "inotify_in_use_before": in_use,
+                "inotify_limit": inotify_limit(),
                 "inotify_fds": children[cc].ready.get("inotify_fds"),
                 "warnings": stats.get("warnings", 0),
                 "first_warning": stats.get("first_warning", ""),
@@ -2060,6 +2094,8 @@ SECTION_TABLES: dict[str, tuple[str, list[Column]]] = {
         "Scale c: N LiveSettings in one process, each on its own volumes: latency (ms)",
         [
             _col("missed", "missed"),
+            _col("inotify_in_use_before", "inotify instances in use before"),
+            _col("inotify_limit", "limit"),
             _col("inotify_fds", "canaryconf inotify fds"),
             _col("warnings", "warnings"),
             _col("floor_p50_ms", "floor p50"),
@@ -2149,6 +2185,10 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"[bench_floor] {msg}", file=sys.stderr, flush=True)
 
+    def terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds: every child is stopped, volumes removed
+
+    signal.signal(signal.SIGTERM, terminated)
     started = time.monotonic()
     load_start = os.getloadavg()
     notes: list[str] = []
