@@ -2213,7 +2213,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     header += [f"Note: {note}" for note in notes] + ([""] if notes else [])
-    text = "\n".join(header) + format_markdown(rows)
+    text = "\n".join(header) + "\n" + format_markdown(rows)
     print(text)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
