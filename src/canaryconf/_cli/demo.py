@@ -319,7 +319,9 @@ class DemoPod:
         self.podinfo = root / f"podinfo-{pod.name}"
         self.writer = KubeletWriter(self.podinfo, seed=7 if role == "stable" else 8)
         self.writer.write(pod.files())
-        target = retarget(ShopSettings, downward=str(self.podinfo), secrets=[str(secrets)])
+        target = retarget(
+            ShopSettings, downward=str(self.podinfo), dirs={"secrets_dirs": [str(secrets)]}
+        )
         self.settings = live(target)
         self.app = DemoApp(self.settings, self.say)
         self.stack = contextlib.AsyncExitStack()
