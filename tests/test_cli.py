@@ -1270,6 +1270,45 @@ def test_demo_abort_ends_the_canary_pod_and_leaves_the_stable_pod_unchanged() ->
     assert "the stable pod never changed; all as expected" in result.stdout
 
 
+#: ``python -c`` code: the demo with one change to its release: the canary pod starts with
+#: a database URL of ten asterisks (a plain value that looks like a redacted one), which
+#: the fixed canaryMetadata then replaces.
+DEMO_LOOKALIKE = """
+import dataclasses
+import sys
+
+import canaryconf._cli.demo as demo
+from canaryconf._cli import simulate
+
+
+def scenario(*, abort=False):
+    steps = simulate.scenario(abort=abort)
+    for index, step in enumerate(steps):
+        if step.name == "canary":
+            url = {f"{simulate.PREFIX}db-url": "**********"}
+            pod = dataclasses.replace(step.pod, annotations={**step.pod.annotations, **url})
+            steps[index] = dataclasses.replace(step, pod=pod)
+    return steps
+
+
+demo.scenario = scenario
+from canaryconf.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_demo_tells_a_plain_value_that_looks_redacted_from_a_secret() -> None:
+    # Redaction is a type: a changed setting whose old value is ten asterisks is shown with
+    # its values; only the secret one is "value hidden".
+    result = run("demo", "--fast", timeout=60, command=(sys.executable, "-c", DEMO_LOOKALIKE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, canary = _columns(result.stdout)
+    assert _has(canary, "db_url: ********** -> postgres://canary-db:5432/shop")
+    assert not _has(canary, "db_url: changed (secret, value hidden)")
+    assert _has(canary, "db_password: changed (secret, value hidden)")
+    assert "demo-password" not in result.stdout + result.stderr
+
+
 def test_console_script_is_the_same_command() -> None:
     script = Path(sys.executable).parent / "canaryconf"
     if not script.exists():
