@@ -34,6 +34,15 @@ from canaryconf.testing import DEFAULT_CONFIG_SEEN, KubeletWriter, pod_files
 hypothesis_settings.register_profile("canaryconf", deadline=None)
 hypothesis_settings.load_profile("canaryconf")
 
+# A child process started in another directory (a docs page, an example project) must
+# import the canaryconf under test: with ``PYTHONPATH=src pytest`` it would otherwise find
+# whichever one is installed.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        os.path.abspath(entry) if entry else entry
+        for entry in os.environ["PYTHONPATH"].split(os.pathsep)
+    )
+
 #: The name of a generation directory: ``..YYYY_MM_DD_HH_MM_SS.<random uint32>``.
 GENERATION_RE = re.compile(r"\.\.\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}\.\d{1,10}")
 

@@ -13,14 +13,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
 from canaryconf import parse_map, read_volume
-from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf.testing import File, KubeletWriter, format_map, pod_files
 
 #: A value that must never be printed: each test puts it in a Secret (or secret field).
 TOKEN = "tok-5ecr3t-9f1c7a"
@@ -63,12 +63,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+#: How the tests start the command: as ``python -m canaryconf`` does.
+CANARYCONF = (sys.executable, "-m", "canaryconf")
+
+
 def run(
-    *args: str | Path, timeout: float = 30, cwd: Path | None = None
+    *args: str | Path,
+    timeout: float = 30,
+    cwd: Path | None = None,
+    command: Sequence[str] = CANARYCONF,
 ) -> subprocess.CompletedProcess[str]:
     """``canaryconf ARGS`` in a subprocess; killed if it runs over ``timeout``."""
     return subprocess.run(
-        [sys.executable, "-m", "canaryconf", *map(str, args)],
+        [*command, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -81,9 +88,11 @@ def run(
 class Background:
     """A long-running ``canaryconf`` subprocess whose output is read line by line."""
 
-    def __init__(self, *args: str | Path, stream: str = "stdout") -> None:
+    def __init__(
+        self, *args: str | Path, stream: str = "stdout", command: Sequence[str] = CANARYCONF
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "canaryconf", *map(str, args)],
+            [*command, *map(str, args)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -144,8 +153,10 @@ class Background:
 
 
 @contextlib.contextmanager
-def background(*args: str | Path, stream: str = "stdout") -> Iterator[Background]:
-    proc = Background(*args, stream=stream)
+def background(
+    *args: str | Path, stream: str = "stdout", command: Sequence[str] = CANARYCONF
+) -> Iterator[Background]:
+    proc = Background(*args, stream=stream, command=command)
     try:
         yield proc
     finally:
@@ -307,7 +318,7 @@ def test_show_without_settings_parses_labels_and_annotations(
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert f"configMap volume {config.path}" in out
+    assert f"configmap volume {config.path}" in out  # the kind, as the registry names it
     assert "log-level  debug" in out
     assert f"generation {podinfo.generation}" in out
     assert "role                        canary" in out
@@ -349,8 +360,10 @@ def test_show_with_settings_types_validates_and_redacts(
     assert values["db_password"] == values["api_token"] == "**********"
     assert data["settings"]["origins"]["db_url"]["key"] == f"{PREFIX}db-url"
     assert data["downward_api"]["labels"]["role"] == "canary"
-    assert data["secrets"][0]["files"] == {"db-password": "**********"}
-    assert "digest" not in data["secrets"][0]  # a digest of a weak secret can be brute-forced
+    [secret_volume] = data["volumes"]
+    assert secret_volume["kind"] == "secret"
+    assert secret_volume["files"] == {"db-password": "**********"}
+    assert "digest" not in secret_volume  # a digest of a weak secret can be brute-forced
 
     env = run(*args, "--format", "env")
     assert env.returncode == 0
@@ -863,6 +876,302 @@ def test_sidecar_pid_gone_is_retried_then_given_up(tmp_path: Path) -> None:
         assert sidecar.finish() == 0
 
 
+# -- the volumes of every registered source kind ------------------------------------------
+
+PROJECTED_SETTINGS = """
+from canaryconf import CanaryConfigDict, CanarySettings, label
+
+
+class Settings(CanarySettings):
+    model_config = CanaryConfigDict(
+        downward_api_dir=None,
+        projected_dirs=["/nonexistent/app"],
+        projected_secret_keys=["db-password"],
+    )
+
+    role: str = label("role", default="stable")
+    db_url: str = "postgres://stable-db/app"
+    db_password: str = ""  # a plain field, fed by a Secret item
+"""
+
+
+def projected_items(db_url: str = "postgres://canary-db/app") -> dict[str, str | bytes | File]:
+    """What the kubelet writes for a projected volume of a labels item, a ConfigMap key
+    and a Secret key (``mode: 0400``)."""
+    return {
+        "labels": format_map({"app": "shop", "role": "canary"}),
+        "db-url": db_url,
+        "db-password": File(TOKEN, mode=0o400),
+    }
+
+
+@pytest.fixture
+def projected(tmp_path: Path) -> KubeletWriter:
+    writer = KubeletWriter(tmp_path / "app", seed=3)
+    writer.write(projected_items())
+    return writer
+
+
+def test_show_lists_a_projected_volume_with_its_secret_items_redacted(
+    tmp_path: Path, projected: KubeletWriter
+) -> None:
+    settings = tmp_path / "projected_settings.py"
+    settings.write_text(PROJECTED_SETTINGS)
+    args = ("show", "--settings", f"{settings}:Settings", "--projected-dir", projected.path)
+    table = run(*args)
+    assert table.returncode == 0, table.stderr
+    assert f"projected volume {projected.path} (generation {projected.generation})" in table.stdout
+    assert "role  canary" in table.stdout  # its downward item, parsed
+    assert "db-url       postgres://canary-db/app" in table.stdout
+    assert "db-password  **********" in table.stdout
+    assert_no_secret(table.stdout, table.stderr)
+
+    as_json = run(*args, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert_no_secret(as_json.stdout)
+    [volume] = json.loads(as_json.stdout)["volumes"]
+    assert (volume["kind"], volume["path"]) == ("projected", str(projected.path))
+    assert volume["labels"] == {"app": "shop", "role": "canary"}
+    assert volume["files"] == {"db-password": "**********", "db-url": "postgres://canary-db/app"}
+    assert "digest" not in volume  # it holds a secret
+
+    # Without a class, nothing says which items are Secret items: no value is shown.
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    podinfo.write(pod_files(labels={"app": "shop", "role": "canary"}))
+    bare = run("show", podinfo.path, "--projected-dir", projected.path)
+    assert bare.returncode == 0, bare.stderr
+    assert f"projected volume {projected.path}" in bare.stdout
+    assert "(no value shown: the class's projected_secret_keys says which" in bare.stdout
+    assert "db-url       **********" in bare.stdout
+    assert "canary-db" not in bare.stdout
+    assert_no_secret(bare.stdout, bare.stderr)
+
+
+def test_export_writes_a_projected_volume_secret_items_only_when_asked(
+    tmp_path: Path, projected: KubeletWriter
+) -> None:
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    podinfo.write(pod_files(labels={"app": "shop", "role": "canary"}))
+    args = ("export", podinfo.path, "--projected-dir", projected.path)
+    plain = run(*args)
+    assert plain.returncode == 0, plain.stderr
+    assert "export LABEL_ROLE=canary" in plain.stdout
+    assert "DB_URL" not in plain.stdout and "DB_PASSWORD" not in plain.stdout
+    assert "left out secret value(s)" in plain.stderr and "DB_URL, LABELS" in plain.stderr
+    assert_no_secret(plain.stdout, plain.stderr)
+
+    everything = run(*args, "--include-secrets")
+    assert everything.returncode == 0, everything.stderr
+    assert "export DB_URL=postgres://canary-db/app" in everything.stdout
+    assert f"export DB_PASSWORD={TOKEN}" in everything.stdout
+
+    as_json = run(*args, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["volumes"] == [
+        {"kind": "projected", "path": str(projected.path), "files": {}}
+    ]
+    assert_no_secret(as_json.stdout, as_json.stderr)
+
+    settings = tmp_path / "projected_settings.py"
+    settings.write_text(PROJECTED_SETTINGS)
+    typed = run("export", "--settings", f"{settings}:Settings", "--projected-dir", projected.path)
+    assert typed.returncode == 0, typed.stderr
+    assert "export DB_URL=postgres://canary-db/app" in typed.stdout
+    assert "DB_PASSWORD" in typed.stderr and "DB_PASSWORD" not in typed.stdout
+    assert_no_secret(typed.stdout, typed.stderr)
+
+
+def test_watch_without_settings_follows_the_volumes_of_each_kind_given(
+    tmp_path: Path, projected: KubeletWriter
+) -> None:
+    podinfo = KubeletWriter(tmp_path / "podinfo")
+    podinfo.write(pod_files(labels={"app": "shop", "role": "canary"}))
+    config = KubeletWriter(tmp_path / "config")
+    config.write({"log-level": "debug"})
+    with background(
+        "watch",
+        podinfo.path,
+        "--projected-dir",
+        projected.path,
+        "--configmap-dir",
+        config.path,
+        "--format",
+        "json",
+        "--count",
+        "2",
+        "--timeout",
+        "30",
+    ) as watch:
+        watch.wait_for('"watching"')
+        projected.write(projected_items(db_url="postgres://other-db/app"))
+        watch.wait_for('"applied"')
+        config.write({"log-level": "info"})
+        assert watch.finish() == 0, watch.output
+    events = [json.loads(line) for line in watch.lines]
+    assert str(projected.path) in events[0]["volumes"]
+    assert events[1]["changes"] == [f"~ secrets {projected.path}/db-url: changed (**********)"]
+    assert events[2]["changes"] == [f"~ volumes {config.path}/log-level: debug -> info"]
+    assert_no_secret(watch.output)
+
+
+def test_sidecar_notifies_on_a_change_of_a_volume_given_by_its_kind_option(
+    tmp_path: Path, projected: KubeletWriter, receiver: Receiver
+) -> None:
+    with background(
+        "sidecar",
+        "--projected-dir",
+        projected.path,
+        "--webhook",
+        receiver.url,
+        "--webhook-backoff",
+        "0.05",
+        stream="stderr",
+    ) as sidecar:
+        sidecar.wait_for("notifying")
+        assert f"watching {projected.path};" in sidecar.output
+        projected.write(projected_items(db_url="postgres://other-db/app"))
+        receiver.wait_posts(2)  # the first answered 500: retried
+        sidecar.wait_for(": notified")
+        sidecar.proc.send_signal(signal.SIGTERM)
+        assert sidecar.finish() == 0
+    assert f"changed: {projected.path}/db-url (modified)" in sidecar.output
+    assert_no_secret(sidecar.output)
+
+
+#: A source kind canaryconf does not ship, registered by the program that runs the
+#: command: files a config agent renders, some of them secret (listed in the settings).
+RENDERED_KIND = """
+from typing import Any, ClassVar
+
+from canaryconf.sources.base import register_source
+from canaryconf.sources.providers._key_per_file import KeyPerFileSource
+
+
+class RenderedSource(KeyPerFileSource):
+    kind = "rendered"
+    accepts = ("rendered",)
+    config_key = "rendered_dirs"
+    default_dirs: ClassVar[Any] = ()
+    secret_keys_key = "rendered_secret_keys"
+    cli_flag = "--rendered-dir"
+    cli_help = "a directory a config agent renders files into"
+
+
+register_source(RenderedSource, before="secret")
+"""
+
+RENDERED_SETTINGS = """
+from canaryconf import CanarySettings
+
+
+class Settings(CanarySettings):
+    model_config = {
+        "downward_api_dir": None,
+        "rendered_dirs": ["/nonexistent/rendered"],
+        "rendered_secret_keys": ["api-key"],
+    }
+
+    log_format: str = "text"
+    api_key: str = ""
+"""
+
+#: ``python -c`` code: registers the kind of the module in ``argv[1]``'s directory, then
+#: runs the command with the rest of the arguments.
+WITH_KIND = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
+import rendered_kind
+from canaryconf.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture
+def rendered(tmp_path: Path) -> tuple[Sequence[str], KubeletWriter, str]:
+    """How to run the command with the ``rendered`` kind registered, a volume of that
+    kind, and a settings class reading it."""
+    kind_dir = tmp_path / "kind"
+    kind_dir.mkdir()
+    (kind_dir / "rendered_kind.py").write_text(RENDERED_KIND)
+    (tmp_path / "rendered_settings.py").write_text(RENDERED_SETTINGS)
+    writer = KubeletWriter(tmp_path / "rendered", seed=5)
+    writer.write({"log-format": "json", "api-key": TOKEN})
+    command = (sys.executable, "-c", WITH_KIND, str(kind_dir))
+    return command, writer, f"{tmp_path / 'rendered_settings.py'}:Settings"
+
+
+def test_a_registered_kind_is_shown_and_exported_redacted_by_its_declaration(
+    rendered: tuple[Sequence[str], KubeletWriter, str],
+) -> None:
+    command, volume, settings = rendered
+    typed = ("--settings", settings, "--rendered-dir", volume.path)
+    table = run("show", *typed, command=command)
+    assert table.returncode == 0, table.stderr
+    assert f"rendered volume {volume.path} (generation {volume.generation})" in table.stdout
+    assert "log-format  json" in table.stdout
+    assert "api-key     **********" in table.stdout
+    assert "api_key     **********" in table.stdout  # the field it feeds, too
+    assert_no_secret(table.stdout, table.stderr)
+
+    bare = run("show", "--rendered-dir", volume.path, command=command)
+    assert bare.returncode == 0, bare.stderr
+    assert "the class's rendered_secret_keys says which are secret" in bare.stdout
+    assert "log-format  **********" in bare.stdout
+    assert_no_secret(bare.stdout, bare.stderr)
+
+    exported = run("export", *typed, command=command)
+    assert exported.returncode == 0, exported.stderr
+    assert "export LOG_FORMAT=json" in exported.stdout
+    assert "API_KEY" not in exported.stdout and "API_KEY" in exported.stderr
+    assert_no_secret(exported.stdout, exported.stderr)
+
+
+def test_a_registered_kind_is_watched_and_followed_by_the_sidecar(
+    rendered: tuple[Sequence[str], KubeletWriter, str], receiver: Receiver
+) -> None:
+    command, volume, _ = rendered
+    with background(
+        "watch",
+        "--rendered-dir",
+        volume.path,
+        "--format",
+        "json",
+        "--count",
+        "1",
+        "--timeout",
+        "30",
+        command=command,
+    ) as watch:
+        watch.wait_for('"watching"')
+        volume.write({"log-format": "json", "api-key": TOKEN + "-rotated"})
+        assert watch.finish() == 0, watch.output
+    event = json.loads(watch.lines[1])
+    assert event["changes"] == [f"~ secrets {volume.path}/api-key: changed (**********)"]
+    assert_no_secret(watch.output)
+
+    with background(
+        "sidecar",
+        "--rendered-dir",
+        volume.path,
+        "--webhook",
+        receiver.url,
+        "--webhook-backoff",
+        "0.05",
+        stream="stderr",
+        command=command,
+    ) as sidecar:
+        sidecar.wait_for("notifying")
+        volume.write({"log-format": "text", "api-key": TOKEN})
+        receiver.wait_posts(2)
+        sidecar.wait_for(": notified")
+        sidecar.proc.send_signal(signal.SIGTERM)
+        assert sidecar.finish() == 0
+    assert f"changed: {volume.path}/api-key (modified), {volume.path}/log-format" in (
+        sidecar.output
+    )
+    assert_no_secret(sidecar.output)
+
+
 # -- simulate and demo -----------------------------------------------------------------------
 
 
@@ -959,6 +1268,45 @@ def test_demo_abort_ends_the_canary_pod_and_leaves_the_stable_pod_unchanged() ->
     assert not _has(stable, "REJECTED") and not _has(stable, "restart required")
     assert _has(stable, "rollout: role=stable, hash=6d8f7c9b5")
     assert "the stable pod never changed; all as expected" in result.stdout
+
+
+#: ``python -c`` code: the demo with one change to its release: the canary pod starts with
+#: a database URL of ten asterisks (a plain value that looks like a redacted one), which
+#: the fixed canaryMetadata then replaces.
+DEMO_LOOKALIKE = """
+import dataclasses
+import sys
+
+import canaryconf._cli.demo as demo
+from canaryconf._cli import simulate
+
+
+def scenario(*, abort=False):
+    steps = simulate.scenario(abort=abort)
+    for index, step in enumerate(steps):
+        if step.name == "canary":
+            url = {f"{simulate.PREFIX}db-url": "**********"}
+            pod = dataclasses.replace(step.pod, annotations={**step.pod.annotations, **url})
+            steps[index] = dataclasses.replace(step, pod=pod)
+    return steps
+
+
+demo.scenario = scenario
+from canaryconf.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_demo_tells_a_plain_value_that_looks_redacted_from_a_secret() -> None:
+    # Redaction is a type: a changed setting whose old value is ten asterisks is shown with
+    # its values; only the secret one is "value hidden".
+    result = run("demo", "--fast", timeout=60, command=(sys.executable, "-c", DEMO_LOOKALIKE))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _, _, canary = _columns(result.stdout)
+    assert _has(canary, "db_url: ********** -> postgres://canary-db:5432/shop")
+    assert not _has(canary, "db_url: changed (secret, value hidden)")
+    assert _has(canary, "db_password: changed (secret, value hidden)")
+    assert "demo-password" not in result.stdout + result.stderr
 
 
 def test_console_script_is_the_same_command() -> None:

@@ -257,6 +257,18 @@ def test_the_proxy_outside_a_request_says_why_it_fails(settings: LiveSettings[An
         assert cf.settings.db_url == "postgres://v1/checkout"
 
 
+def test_the_proxy_is_what_its_type_says(settings: LiveSettings[Any]) -> None:
+    # Typed CanarySettings (as Flask types flask.request: Request): every read reaches the
+    # request's snapshot, an instance of the app's class, and isinstance agrees.
+    app = new_app()
+    canary = CanaryConf(app, settings, watch=False)
+    with app.test_request_context():
+        assert isinstance(cf.settings, CanarySettings)
+        assert isinstance(cf.settings, type(canary.snapshot))
+        assert cf.settings.origins == canary.snapshot.origins
+        assert cf.settings.model_dump() == canary.snapshot.model_dump()
+
+
 # -- app.config ---------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from canaryconf.sources.base import (
     unregister_source,
     volume_dirs,
 )
+from canaryconf.sources.providers import ProjectedSource
 from canaryconf.sources.providers._key_per_file import KeyPerFileSource
 from canaryconf.testing import KubeletWriter
 
@@ -121,6 +122,26 @@ def test_unregistered_kind_leaves_no_trace(tmp_path: Path) -> None:
 def test_a_kind_is_registered_once() -> None:
     with pytest.raises(ValueError, match="'secret' is already registered"):
         register_source(registered_sources()[-1])
+
+
+def test_each_kind_declares_which_of_its_files_are_secret(tmp_path: Path) -> None:
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(
+            downward_api_dir=None,
+            projected_dirs=[str(tmp_path / "app")],
+            projected_secret_keys=["db-password"],
+        )
+
+    files = {source.kind: source.secret_files(Settings) for source in registered_sources()}
+    assert files["configmap"] == frozenset()
+    assert files["secret"] is None  # every file
+    assert files["projected"] == {"db-password"}
+    # Without a class nothing lists a projected volume's Secret items: all are secret.
+    assert ProjectedSource.secret_files(None) is None
+    assert ProjectedSource.secret_files(CanarySettings) == frozenset()  # the default
+    redaction = Redaction(Settings)
+    assert redaction.file(str(tmp_path / "app"), "db-password", "x") == "**********"
+    assert redaction.file(str(tmp_path / "app"), "log-level", "debug") == "debug"
 
 
 def test_only_selective_kinds_restrict_reads(tmp_path: Path) -> None:

@@ -199,8 +199,12 @@ def _current_snapshot() -> CanarySettings:
 
 
 #: The snapshot the current request is pinned to, as a proxy (like ``flask.request``).
-#: Outside a request, using it raises RuntimeError.
-settings: LocalProxy[CanarySettings] = LocalProxy(_current_snapshot)
+#: Outside a request, using it raises RuntimeError. It is typed as Flask types its own
+#: proxies (``request: Request``): as what every attribute read reaches, a
+#: :class:`~canaryconf.CanarySettings`. Which subclass depends on the app the request
+#: belongs to, so the fields of yours are not known here: for them, typed, read
+#: :attr:`CanaryConf.snapshot`.
+settings: CanarySettings = cast(CanarySettings, LocalProxy(_current_snapshot))
 
 
 # -- endpoints ----------------------------------------------------------------------------

@@ -250,7 +250,13 @@ def read_volume(
         if target is None:
             try:
                 files = _read_tree(
-                    root, root, real_root, real_root, max_file_bytes, max_volume_bytes, plain=True
+                    root,
+                    root,
+                    real_root,
+                    real_root,
+                    max_file=max_file_bytes,
+                    max_total=max_volume_bytes,
+                    plain=True,
                 )
             except _GenerationVanished:
                 continue  # a file was removed while we read it: read again
@@ -275,8 +281,8 @@ def read_volume(
                 root,
                 real_root,
                 real_generation,
-                max_file_bytes,
-                max_volume_bytes,
+                max_file=max_file_bytes,
+                max_total=max_volume_bytes,
                 plain=False,
             )
         except _GenerationVanished:
@@ -346,9 +352,9 @@ def _read_tree(
     root: str,
     real_root: str,
     real_base: str,
+    *,
     max_file: int,
     max_total: int,
-    *,
     plain: bool,
 ) -> dict[str, bytes]:
     """Every file under ``base`` (whose real path is ``real_base``). ``plain`` is a

@@ -27,7 +27,12 @@ from canaryconf._fields import field_mapping
 from canaryconf._live import LiveSettings
 from canaryconf.change import ABSENT, change_line, display
 from canaryconf.settings import REDACTED, CanarySettings, Redacted, secret_fields
-from canaryconf.sources.base import as_dirs, config_value, dashed, registered_sources
+from canaryconf.sources.base import (
+    VolumeSource,
+    config_value,
+    dashed,
+    registered_sources,
+)
 from canaryconf.sources.providers.annotations import full_key
 
 __all__ = [
@@ -50,8 +55,8 @@ __all__ = [
     "map_diff",
     "now_iso",
     "retarget",
-    "settings_dirs",
     "source_options",
+    "volume_kinds",
 ]
 
 S = TypeVar("S", bound=CanarySettings)
@@ -146,14 +151,21 @@ def _import_user_code(spec: str, load: Any) -> Any:
         ) from None
 
 
-def settings_dirs(cls: type[CanarySettings]) -> tuple[str | None, list[str], list[str]]:
-    """The downwardAPI, ConfigMap and Secret directories ``cls`` reads."""
-    downward = as_dirs(config_value(cls, "downward_api_dir"))
-    return (
-        downward[0] if downward else None,
-        as_dirs(config_value(cls, "configmap_dirs")),
-        as_dirs(config_value(cls, "secrets_dirs")),
-    )
+#: The ``model_config`` key of the downwardAPI volume: the ``DIR`` argument of a command.
+DOWNWARD_KEY = "downward_api_dir"
+
+
+def volume_kinds() -> list[type[VolumeSource]]:
+    """The registered source kinds that read volumes of their own (not the downwardAPI
+    volume of ``DIR``), one per config key, in precedence order: what the commands list,
+    export and watch besides ``DIR``."""
+    seen = {DOWNWARD_KEY}
+    kinds = []
+    for source in registered_sources():
+        if source.config_key is not None and source.config_key not in seen:
+            seen.add(source.config_key)
+            kinds.append(source)
+    return kinds
 
 
 def source_options(parser: Any) -> None:
@@ -188,19 +200,13 @@ def retarget(
     cls: type[S],
     *,
     downward: str | None = None,
-    configmaps: Sequence[str] | None = None,
-    secrets: Sequence[str] | None = None,
     dirs: Mapping[str, Sequence[str]] | None = None,
 ) -> type[S]:
     """A subclass of ``cls`` reading the directories given (None keeps the class's own);
     ``dirs`` maps any source kind's config key to its directories."""
     config: dict[str, Any] = dict(cls.model_config)
     if downward is not None:
-        config["downward_api_dir"] = downward
-    if configmaps:
-        config["configmap_dirs"] = list(configmaps)
-    if secrets:
-        config["secrets_dirs"] = list(secrets)
+        config[DOWNWARD_KEY] = downward
     for key, given in (dirs or {}).items():
         if given:
             config[key] = list(given)
@@ -209,10 +215,14 @@ def retarget(
 
 
 class Redaction:
-    """What must never be shown: whole directories of secret source kinds (and those
-    given), the keys of secret items (``projected_secret_keys``), and the label,
-    annotation and file keys that feed a secret field of the settings class, as each
-    registered source kind declares them."""
+    """What must never be shown: whole directories (those given, and the class's of each
+    kind whose every file is secret), the secret files a kind's declaration lists
+    (:meth:`~canaryconf.sources.base.VolumeSource.secret_files`: the Secret items of a
+    projected volume), and the label, annotation and file keys that feed a secret field
+    of the settings class, as each registered source kind declares them.
+
+    Every value it hides comes back as :data:`REDACTED`, a
+    :class:`~canaryconf.settings.Redacted`: renderers test the type, never the text."""
 
     def __init__(
         self, cls: type[CanarySettings] | None = None, secret_dirs: Iterable[str] = ()
@@ -227,10 +237,12 @@ class Redaction:
     def _from_class(self, cls: type[CanarySettings]) -> None:
         annotation_prefix = config_value(cls, "annotation_prefix")
         label_prefix = config_value(cls, "label_prefix")
-        self.file_names.update(as_dirs(config_value(cls, "projected_secret_keys")))
         for source in registered_sources():
-            if source.secret:
+            files = source.secret_files(cls)
+            if files is None:
                 self.secret_dirs.update(os.path.realpath(d) for d in source.dirs(cls))
+            else:
+                self.file_names.update(files)
         for name in secret_fields(cls):
             field = cls.model_fields[name]
             mapping = field_mapping(field)
@@ -253,6 +265,9 @@ class Redaction:
     def is_secret_dir(self, path: str) -> bool:
         return os.path.realpath(path) in self.secret_dirs
 
+    def is_secret_file(self, directory: str, name: str) -> bool:
+        return self.is_secret_dir(directory) or name in self.file_names
+
     def annotation(self, key: str, value: str) -> str:
         return REDACTED if key in self.annotation_keys else value
 
@@ -260,9 +275,7 @@ class Redaction:
         return REDACTED if key in self.label_keys else value
 
     def file(self, directory: str, name: str, value: str) -> str:
-        if self.is_secret_dir(directory) or name in self.file_names:
-            return REDACTED
-        return value
+        return REDACTED if self.is_secret_file(directory, name) else value
 
 
 # -- rendering ------------------------------------------------------------------------------

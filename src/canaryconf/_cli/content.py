@@ -1,28 +1,37 @@
 """A volume as the commands show it when no settings class is given: labels and annotations
 parsed, every other file as it is; and two generic settings classes, so ``watch`` and
 ``sidecar`` get :func:`canaryconf.live`'s consistent reads, debounce and validation for
-any volume."""
+any volume: the downwardAPI one and those of every registered source kind given."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from canaryconf._cli.common import DOWNWARD_KEY
 from canaryconf._errors import DownwardAPIFormatError
 from canaryconf._fields import secret
 from canaryconf.change import display
 from canaryconf.downward import parse_map
 from canaryconf.settings import CanaryConfigDict, CanarySettings
-from canaryconf.sources.base import VolumeSource, as_dirs, config_value
+from canaryconf.sources.base import VolumeSource, config_value, registered_sources
 from canaryconf.volume import VolumeSnapshot, read_volume
 
-__all__ = ["VolumeContent", "VolumeDigests", "VolumeView", "file_texts", "read_view"]
+__all__ = [
+    "VolumeContent",
+    "VolumeDigests",
+    "VolumeView",
+    "content_class",
+    "digests_class",
+    "file_texts",
+    "read_view",
+]
 
 
 @dataclass
@@ -38,6 +47,8 @@ class VolumeView:
     errors: list[DownwardAPIFormatError] = field(default_factory=list)
     labels_file: str = "labels"
     annotations_file: str = "annotations"
+    #: ``downwardAPI``, or the registered source kind that reads it (``configmap``...).
+    kind: str = "downwardAPI"
 
 
 def read_view(
@@ -46,6 +57,7 @@ def read_view(
     labels_file: str = "labels",
     annotations_file: str = "annotations",
     parse_maps: bool = True,
+    kind: str = "downwardAPI",
 ) -> VolumeView:
     """Read ``path`` (one consistent generation). A malformed label or annotation file is
     left out and its error (file, line, key: never a value) recorded: its raw text can hold
@@ -57,6 +69,7 @@ def read_view(
         digest=snapshot.digest,
         labels_file=labels_file,
         annotations_file=annotations_file,
+        kind=kind,
     )
     for name, data in snapshot.files.items():
         if parse_maps and name in (labels_file, annotations_file):
@@ -93,8 +106,8 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _dirs(settings_cls: type[BaseSettings], name: str) -> list[str]:
-    return as_dirs(config_value(settings_cls, name))
+#: A volume besides the downwardAPI one, and which of its files are secret (None: all).
+OtherVolume = tuple[str, frozenset[str] | None]
 
 
 class _WholeVolumes(VolumeSource):
@@ -104,12 +117,14 @@ class _WholeVolumes(VolumeSource):
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
 
-    def _snapshots(self, setting: str) -> list[tuple[str, VolumeSnapshot]]:
+    def _snapshots(self) -> list[tuple[str, frozenset[str] | None, VolumeSnapshot]]:
+        cls = self.settings_cls
+        assert issubclass(cls, _OneSourceSettings)
         found = []
-        for directory in _dirs(self.settings_cls, setting):
+        for directory, secret_files in cls.other_volumes:
             snapshot = self.context.volume(directory)
             if snapshot is not None:
-                found.append((directory, snapshot))
+                found.append((directory, secret_files, snapshot))
         return found
 
     def __call__(self) -> dict[str, Any]:
@@ -130,23 +145,29 @@ class _WholeVolumes(VolumeSource):
                     for name, content in snapshot.files.items()
                     if name not in (labels_file, annotations_file)
                 }
-        data["configmaps"] = {
-            os.path.join(directory, name): _text(content)
-            for directory, snapshot in self._snapshots("configmap_dirs")
-            for name, content in snapshot.files.items()
-        }
-        data["secrets"] = {
-            os.path.join(directory, name): _digest(content)
-            for directory, snapshot in self._snapshots("secrets_dirs")
-            for name, content in snapshot.files.items()
-        }
+        plain: dict[str, str] = {}
+        secrets: dict[str, str] = {}
+        for directory, secret_files, snapshot in self._snapshots():
+            for name, content in snapshot.files.items():
+                path = os.path.join(directory, name)
+                if secret_files is None or name in secret_files:
+                    secrets[path] = _digest(content)
+                else:
+                    plain[path] = _text(content)
+        data["volumes"] = plain
+        data["secrets"] = secrets
         return data
 
 
 class _OneSourceSettings(CanarySettings):
-    """Settings read by their ``volume_source`` alone (and init kwargs): no environment."""
+    """Settings read by their ``volume_source`` alone (and init kwargs): no environment.
+
+    They read ``downward_api_dir`` and :attr:`other_volumes`, each whole (no source kind's
+    config key is set, so no kind reads a file of them selectively), and watch exactly
+    those directories."""
 
     volume_source: ClassVar[type[VolumeSource]]
+    other_volumes: ClassVar[tuple[OtherVolume, ...]] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -159,11 +180,19 @@ class _OneSourceSettings(CanarySettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, cls.volume_source(settings_cls))
 
+    @classmethod
+    def volume_dirs(cls) -> list[str]:
+        downward = config_value(cls, DOWNWARD_KEY)
+        dirs = [] if downward is None else [os.fspath(downward)]
+        dirs.extend(directory for directory, _ in cls.other_volumes)
+        return list(dict.fromkeys(dirs))
+
 
 class VolumeContent(_OneSourceSettings):
-    """Everything in a podinfo volume (and the ConfigMap and Secret directories given):
-    the settings ``watch`` follows when no settings class is given. Secret files are held
-    as SHA-256 digests only."""
+    """Everything in a podinfo volume and the volumes of the source kinds given: the
+    settings ``watch`` follows when no settings class is given. The files a kind declares
+    secret (every file of a Secret volume, of a projected one) are held as SHA-256
+    digests only."""
 
     model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(
         frozen=True, extra="ignore", downward_api_dir=None
@@ -172,7 +201,7 @@ class VolumeContent(_OneSourceSettings):
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     files: dict[str, str] = {}
-    configmaps: dict[str, str] = {}
+    volumes: dict[str, str] = {}
     secrets: dict[str, str] = secret("secrets", default_factory=dict)
 
     #: Fields whose entries are shown as "changed", never with their values.
@@ -186,8 +215,10 @@ class _AllDigests(VolumeSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        cls = self.settings_cls
+        assert issubclass(cls, _OneSourceSettings)
         digests = {}
-        for directory in _dirs(self.settings_cls, "configmap_dirs"):
+        for directory, _ in cls.other_volumes:
             snapshot = self.context.volume(directory)
             if snapshot is None:
                 continue
@@ -197,9 +228,9 @@ class _AllDigests(VolumeSource):
 
 
 class VolumeDigests(_OneSourceSettings):
-    """The SHA-256 of every file of the volumes in ``configmap_dirs``: what ``sidecar``
-    compares when no settings class is given (any content change is a change; no value
-    is held in memory)."""
+    """The SHA-256 of every file of some volumes: what ``sidecar`` compares when no
+    settings class is given (any content change is a change; no value is held in
+    memory)."""
 
     model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(
         frozen=True, extra="ignore", downward_api_dir=None
@@ -211,28 +242,28 @@ class VolumeDigests(_OneSourceSettings):
     volume_source: ClassVar[type[VolumeSource]] = _AllDigests
 
 
-def content_class(
-    downward: str | None, configmaps: Sequence[str] = (), secrets: Sequence[str] = ()
-) -> type[VolumeContent]:
-    """:class:`VolumeContent` reading these directories."""
-    config = CanaryConfigDict(
-        frozen=True,
-        extra="ignore",
-        downward_api_dir=downward,
-        configmap_dirs=list(configmaps),
-        secrets_dirs=list(secrets),
-        require_volumes=True,
-    )
-    return type("VolumeContent", (VolumeContent,), {"model_config": config})
+def _generic_config(downward: str | None) -> CanaryConfigDict:
+    config: dict[str, Any] = {
+        "frozen": True,
+        "extra": "ignore",
+        "downward_api_dir": downward,
+        "require_volumes": True,
+    }
+    for source in registered_sources():
+        if source.config_key is not None and source.config_key != DOWNWARD_KEY:
+            config[source.config_key] = []
+    return cast(CanaryConfigDict, config)
+
+
+def content_class(downward: str | None, others: Iterable[OtherVolume] = ()) -> type[VolumeContent]:
+    """:class:`VolumeContent` reading the downwardAPI volume ``downward`` and ``others``
+    (each with the files of it that are secret, None for all)."""
+    namespace = {"model_config": _generic_config(downward), "other_volumes": tuple(others)}
+    return type("VolumeContent", (VolumeContent,), namespace)
 
 
 def digests_class(dirs: Sequence[str]) -> type[VolumeDigests]:
     """:class:`VolumeDigests` over ``dirs``."""
-    config = CanaryConfigDict(
-        frozen=True,
-        extra="ignore",
-        downward_api_dir=None,
-        configmap_dirs=list(dirs),
-        require_volumes=True,
-    )
-    return type("VolumeDigests", (VolumeDigests,), {"model_config": config})
+    others = tuple((directory, None) for directory in dict.fromkeys(dirs))
+    namespace = {"model_config": _generic_config(None), "other_volumes": others}
+    return type("VolumeDigests", (VolumeDigests,), namespace)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from canaryconf import signals
-from canaryconf._cli.common import EXIT_FAILED, EXIT_OK, REDACTED, display, retarget
+from canaryconf._cli.common import EXIT_FAILED, EXIT_OK, REDACTED, Redacted, display, retarget
 from canaryconf._cli.simulate import HASH_A, HASH_B, POD_A, POD_B, Pod, scenario
 from canaryconf._live import LiveSettings, live
 from canaryconf.change import Change, ReloadResult
@@ -111,7 +111,7 @@ def _brief(snapshot: ShopSettings) -> list[str]:
 def _changes(change: Change[Any]) -> list[str]:
     lines = []
     for name, (before, after) in change.diff().items():
-        if before == REDACTED:
+        if isinstance(before, Redacted):
             lines.append(f"  {name}: changed (secret, value hidden)")
         elif isinstance(before, dict) and isinstance(after, dict):
             for key in sorted(set(before) | set(after)):
@@ -319,7 +319,9 @@ class DemoPod:
         self.podinfo = root / f"podinfo-{pod.name}"
         self.writer = KubeletWriter(self.podinfo, seed=7 if role == "stable" else 8)
         self.writer.write(pod.files())
-        target = retarget(ShopSettings, downward=str(self.podinfo), secrets=[str(secrets)])
+        target = retarget(
+            ShopSettings, downward=str(self.podinfo), dirs={"secrets_dirs": [str(secrets)]}
+        )
         self.settings = live(target)
         self.app = DemoApp(self.settings, self.say)
         self.stack = contextlib.AsyncExitStack()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from canaryconf._cli.common import (
     env_name,
     env_value,
 )
-from canaryconf._cli.content import file_texts
+from canaryconf._cli.content import VolumeView, file_texts
 from canaryconf._cli.options import FILE, VolumeOptions, add_volume_options, format_option
 from canaryconf._cli.session import Reading, Session
 from canaryconf._errors import CanaryConfError
@@ -107,36 +108,22 @@ def _settings_values(
 def _raw_variables(
     reading: Reading, *, include_secrets: bool, prefix: str
 ) -> list[tuple[str, str, str]]:
-    """``(variable, key, value)`` for every label, annotation and file."""
+    """``(variable, key, value)`` for every label, annotation and file of every volume;
+    a secret value is :data:`REDACTED` unless ``include_secrets``."""
     found: list[tuple[str, str, str]] = []
     redaction = reading.redaction
-    view = reading.downward
-    if view is not None:
+    for view in reading.views:
         for key, value in sorted((view.labels or {}).items()):
-            found.append(
-                (env_name(f"LABEL_{key}", prefix), f"label {key}", redaction.label(key, value))
-            )
+            shown = value if include_secrets else redaction.label(key, value)
+            found.append((env_name(f"LABEL_{key}", prefix), f"label {key}", shown))
         for key, value in sorted((view.annotations or {}).items()):
-            found.append(
-                (
-                    env_name(f"ANNOTATION_{key}", prefix),
-                    f"annotation {key}",
-                    redaction.annotation(key, value),
-                )
-            )
+            shown = value if include_secrets else redaction.annotation(key, value)
+            found.append((env_name(f"ANNOTATION_{key}", prefix), f"annotation {key}", shown))
+        downward = view is reading.downward
         for name, text in sorted(file_texts(view).items()):
-            found.append(
-                (env_name(name, prefix), f"file {name}", redaction.file(view.path, name, text))
-            )
-    for cm in reading.configmaps:
-        for name, text in sorted(file_texts(cm).items()):
-            found.append(
-                (env_name(name, prefix), f"{cm.path}/{name}", redaction.file(cm.path, name, text))
-            )
-    for secret in reading.secrets:
-        for name, text in sorted(file_texts(secret).items()):
-            value = text if include_secrets else REDACTED
-            found.append((env_name(name, prefix), f"{secret.path}/{name}", value))
+            shown = text if include_secrets else redaction.file(view.path, name, text)
+            key = f"file {name}" if downward else f"{view.path}/{name}"
+            found.append((env_name(name, prefix), key, shown))
     return found
 
 
@@ -177,18 +164,25 @@ def _export_json(reading: Reading, include_secrets: bool) -> tuple[dict[str, Any
         return values, left_out
     data: dict[str, Any] = {}
     omitted: list[str] = []
+    redaction = reading.redaction
+
+    def files_of(view: VolumeView) -> dict[str, str]:
+        files = {}
+        for name, text in sorted(file_texts(view).items()):
+            if include_secrets or not redaction.is_secret_file(view.path, name):
+                files[name] = text
+            else:
+                omitted.append(os.path.join(view.path, name))
+        return files
+
     view = reading.downward
     if view is not None:
         data["labels"] = dict(sorted((view.labels or {}).items()))
         data["annotations"] = dict(sorted((view.annotations or {}).items()))
-        data["files"] = dict(sorted(file_texts(view).items()))
-    data["configmaps"] = {
-        cm.path: dict(sorted(file_texts(cm).items())) for cm in reading.configmaps
-    }
-    if include_secrets:
-        data["secrets"] = {s.path: dict(sorted(file_texts(s).items())) for s in reading.secrets}
-    else:
-        omitted = [f"{s.path}/{name}" for s in reading.secrets for name in sorted(s.files)]
+        data["files"] = files_of(view)
+    data["volumes"] = [
+        {"kind": v.kind, "path": v.path, "files": files_of(v)} for v in reading.volumes
+    ]
     return data, omitted
 
 

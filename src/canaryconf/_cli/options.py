@@ -1,7 +1,8 @@
 """The options several commands share, each parsed into a typed value: the volume flags
-(``DIR``, ``--settings``, ``--configmap-dir``, ``--secrets-dir``: declared here only, so
-a new source kind adds its flag in one place), the watch flags, number parsers and the
-metavars every command uses."""
+(``DIR``, ``--settings``, and one ``--<kind>-dir`` per registered source kind, such as
+``--configmap-dir``, ``--secrets-dir`` and ``--projected-dir``: each kind declares its
+flag, so a new kind adds none here), the watch flags, number parsers and the metavars
+every command uses."""
 
 from __future__ import annotations
 
@@ -71,13 +72,11 @@ def format_option(parser: argparse.ArgumentParser, choices: dict[str, str], defa
 
 @dataclass(frozen=True)
 class VolumeOptions:
-    """Where a command reads: the podinfo directory, the settings class, and the ConfigMap
-    and Secret directories given (empty: the class's own)."""
+    """Where a command reads: the podinfo directory, the settings class, and the
+    directories given for each source kind (a kind not given: the class's own)."""
 
     dir: str | None = None
     settings: str | None = None
-    configmap_dirs: tuple[str, ...] = ()
-    secrets_dirs: tuple[str, ...] = ()
     #: Every ``--<kind>-dir`` given, by the kind's config key (the source registry's).
     dirs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -86,10 +85,16 @@ class VolumeOptions:
         return cls(
             dir=ns.dir,
             settings=ns.settings,
-            configmap_dirs=tuple(ns.configmap_dir or ()),
-            secrets_dirs=tuple(ns.secrets_dir or ()),
             dirs={key: tuple(given) for key, given in explicit_dirs(ns).items()},
         )
+
+    @property
+    def given_dirs(self) -> list[str]:
+        """Every directory named on the command line (``DIR`` first)."""
+        given = [] if self.dir is None else [self.dir]
+        for dirs in self.dirs.values():
+            given.extend(dirs)
+        return list(dict.fromkeys(given))
 
 
 def add_volume_options(

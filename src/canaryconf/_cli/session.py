@@ -1,6 +1,8 @@
 """What a command works on, opened once: the settings class (imported from
-``--settings``), the directories it reads, the volumes as read, the snapshot built from
-them, or a :class:`~canaryconf.LiveSettings` following them."""
+``--settings``), the directories it reads (the downwardAPI volume, and those of every
+registered source kind: :func:`~canaryconf._cli.common.volume_kinds`), the volumes as
+read, the snapshot built from them, or a :class:`~canaryconf.LiveSettings` following
+them."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from canaryconf._cli.common import (
+    DOWNWARD_KEY,
     EXIT_USAGE,
     CliError,
     Redaction,
@@ -15,17 +18,27 @@ from canaryconf._cli.common import (
     error_lines,
     load_settings,
     retarget,
-    settings_dirs,
+    volume_kinds,
 )
 from canaryconf._cli.content import VolumeView, content_class, read_view
 from canaryconf._cli.options import VolumeOptions, WatchOptions
 from canaryconf._errors import CanaryConfError, VolumeError, VolumeNotFoundError
 from canaryconf._live import LiveSettings, live
 from canaryconf.settings import CanarySettings
-from canaryconf.sources.base import config_value
+from canaryconf.sources.base import VolumeSource, as_dirs, config_value, downward_dirs
 from canaryconf.volume import read_volume
 
 __all__ = ["Reading", "Session"]
+
+
+@dataclass(frozen=True)
+class KindDirs:
+    """The directories of one source kind a command reads: those given with the kind's
+    ``--<kind>-dir`` option, else the settings class's own."""
+
+    source: type[VolumeSource]
+    dirs: list[str]
+    given: bool
 
 
 @dataclass
@@ -34,8 +47,9 @@ class Reading:
 
     cls: type[CanarySettings] | None
     downward: VolumeView | None
-    configmaps: list[VolumeView] = field(default_factory=list)
-    secrets: list[VolumeView] = field(default_factory=list)
+    #: The volumes of the other source kinds, in the registry's (precedence) order; each
+    #: view's ``kind`` names its kind.
+    volumes: list[VolumeView] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     snapshot: CanarySettings | None = None
     error: CanaryConfError | None = None
@@ -55,7 +69,7 @@ class Reading:
     @property
     def views(self) -> list[VolumeView]:
         first = [self.downward] if self.downward is not None else []
-        return [*first, *self.configmaps, *self.secrets]
+        return [*first, *self.volumes]
 
     @property
     def where(self) -> str:
@@ -66,56 +80,63 @@ class Reading:
 
 
 class Session:
-    """The settings class and the directories of ``options``, resolved once: the class's
-    own directories unless the options name others.
+    """The settings class and the directories of ``options``, resolved once: for the
+    downwardAPI volume and each registered source kind, the class's own directories
+    unless the options name others.
 
     ``generic`` is the class to follow when no ``--settings`` is given (``watch`` follows
     every key of the volumes, ``sidecar`` the digests of its directories)."""
 
     def __init__(self, options: VolumeOptions) -> None:
         self.options = options
-        self.cls = load_settings(options.settings) if options.settings else None
-        downward, configmaps, secrets = (
-            (None, [], []) if self.cls is None else settings_dirs(self.cls)
-        )
-        self.downward: str | None = options.dir if options.dir is not None else downward
-        self.configmaps: list[str] = list(options.configmap_dirs) or configmaps
-        self.secrets: list[str] = list(options.secrets_dirs) or secrets
+        cls = self.cls = load_settings(options.settings) if options.settings else None
+        self.downward: str | None = options.dir
+        if self.downward is None and cls is not None:
+            self.downward = next(iter(as_dirs(config_value(cls, DOWNWARD_KEY))), None)
+        self.kinds: list[KindDirs] = []
+        for source in volume_kinds():
+            assert source.config_key is not None
+            given = list(options.dirs.get(source.config_key, ()))
+            own = source.dirs(cls) if cls is not None else []
+            self.kinds.append(KindDirs(source, given or own, bool(given)))
+
+    @property
+    def other_dirs(self) -> list[str]:
+        """Every directory of the source kinds, in precedence order."""
+        return list(dict.fromkeys(d for entry in self.kinds for d in entry.dirs))
 
     def require_volume(self) -> None:
-        if self.downward is None and self.cls is None:
+        if self.downward is None and self.cls is None and not self.other_dirs:
             raise CliError(EXIT_USAGE, "give a volume directory, or --settings module:Class")
 
     def target(self) -> type[CanarySettings]:
         """The settings class pointed at this session's directories."""
         assert self.cls is not None
-        return retarget(
-            self.cls,
-            downward=self.downward,
-            configmaps=self.configmaps,
-            secrets=self.secrets,
-            dirs=self.options.dirs,
-        )
+        return retarget(self.cls, downward=self.downward, dirs=self.options.dirs)
 
     # -- reading once ---------------------------------------------------------------------
 
     def read(self, *, build: bool = True) -> Reading:
-        """Read the podinfo, ConfigMap and Secret directories and, with a settings class,
-        build a snapshot from them."""
+        """Read the podinfo directory and those of every source kind and, with a settings
+        class, build a snapshot from them."""
         self.require_volume()
         cls = self.cls
-        reading = Reading(cls=cls, downward=None, redaction=Redaction(cls, self.secrets))
+        secret_dirs = [
+            d for entry in self.kinds if entry.source.secret_files(cls) is None for d in entry.dirs
+        ]
+        reading = Reading(cls=cls, downward=None, redaction=Redaction(cls, secret_dirs))
+        # Label and annotation files are parsed where the class looks for them (a projected
+        # volume's downward items); without a class, only in DIR.
+        map_dirs = set(downward_dirs(self.target())) if cls is not None else set()
         if self.downward is not None:
             explicit = self.options.dir is not None
             reading.downward = self._view(self.downward, explicit, True, reading)
-        for directories, explicit, into in (
-            (self.configmaps, bool(self.options.configmap_dirs), reading.configmaps),
-            (self.secrets, bool(self.options.secrets_dirs), reading.secrets),
-        ):
-            for directory in directories:
-                view = self._view(directory, explicit, False, reading)
+        for entry in self.kinds:
+            for directory in entry.dirs:
+                parse_maps = directory in map_dirs and directory != self.downward
+                view = self._view(directory, entry.given, parse_maps, reading, entry.source.kind)
                 if view is not None:
-                    into.append(view)
+                    reading.volumes.append(view)
         if cls is not None and build:
             try:
                 reading.snapshot = self.target()()
@@ -126,7 +147,12 @@ class Session:
         return reading
 
     def _view(
-        self, path: str, explicit: bool, parse_maps: bool, reading: Reading
+        self,
+        path: str,
+        explicit: bool,
+        parse_maps: bool,
+        reading: Reading,
+        kind: str = "downwardAPI",
     ) -> VolumeView | None:
         cls = self.cls
         try:
@@ -135,6 +161,7 @@ class Session:
                 labels_file=config_value(cls, "labels_file") if cls else "labels",
                 annotations_file=config_value(cls, "annotations_file") if cls else "annotations",
                 parse_maps=parse_maps,
+                kind=kind,
             )
         except VolumeNotFoundError:
             if explicit or (cls is not None and config_value(cls, "require_volumes")):
@@ -151,11 +178,10 @@ class Session:
         extra_dirs: Sequence[str] = (),
     ) -> LiveSettings[CanarySettings]:
         """A :class:`~canaryconf.LiveSettings` of the settings class (else of
-        ``generic()``, by default every key of the volumes), each directory checked first
-        so a missing one is a clear error."""
-        options = self.options
-        given = [options.dir, *options.configmap_dirs, *options.secrets_dirs, *extra_dirs]
-        for directory in [d for d in given if d is not None]:
+        ``generic()``, by default every key of the volumes: the downwardAPI one and those
+        of each source kind given), each directory given checked first so a missing one
+        is a clear error."""
+        for directory in dict.fromkeys([*self.options.given_dirs, *extra_dirs]):
             try:
                 read_volume(directory)
             except CanaryConfError as exc:
@@ -167,7 +193,10 @@ class Session:
             target = generic()
         else:
             self.require_volume()
-            target = content_class(self.downward, self.configmaps, self.secrets)
+            target = content_class(
+                self.downward,
+                [(d, entry.source.secret_files(None)) for entry in self.kinds for d in entry.dirs],
+            )
         try:
             return live(target, force_polling=watch.poll, poll_interval=watch.poll_interval)
         except CanaryConfError as exc:

@@ -24,7 +24,7 @@ from canaryconf._cli.options import VolumeOptions, add_volume_options, format_op
 from canaryconf._cli.session import Reading, Session
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL
 from canaryconf.settings import CanarySettings, redacted_dump, restart_fields
-from canaryconf.sources.base import config_value
+from canaryconf.sources.base import config_value, registered_sources
 
 __all__ = ["ShowArgs", "add_arguments", "parse", "run"]
 
@@ -32,11 +32,12 @@ NAME = "show"
 SUMMARY = "show what canaryconf reads from a volume"
 DESCRIPTION = (
     "Show a volume as canaryconf reads it: labels and annotations parsed key by key, the"
-    " other files, the rollout role; with --settings, the typed and validated settings"
-    " and where each value came from. Secret values are never shown: files of"
-    " --secrets-dir directories, SecretStr fields and the keys that feed them. A label or"
-    " annotation file that does not parse is never shown either: its problem (file, line,"
-    " key) is."
+    " other files, the rollout role, then the volumes of every source kind (ConfigMap,"
+    " Secret, projected, ...); with --settings, the typed and validated settings and where"
+    " each value came from. Secret values are never shown: files of Secret volumes, the"
+    " Secret items of a projected volume (every item without --settings), SecretStr"
+    " fields and the keys that feed them. A label or annotation file that does not parse"
+    " is never shown either: its problem (file, line, key) is."
 )
 
 
@@ -110,11 +111,22 @@ def _holds_secrets(view: VolumeView, redaction: Redaction) -> bool:
     )
 
 
-def _volume_header(view: VolumeView, kind: str, secret: bool) -> str:
+def _volume_header(view: VolumeView, secret: bool) -> str:
     parts = [f"generation {view.generation}" if view.generation else "plain directory"]
     if not secret:
         parts.append(f"digest {view.digest[:12]}")
-    return f"{kind} volume {view.path} ({', '.join(parts)})"
+    return f"{view.kind} volume {view.path} ({', '.join(parts)})"
+
+
+def _undeclared_secrets(view: VolumeView, reading: Reading) -> str | None:
+    """Why no value of ``view`` is shown, when it is only for want of a settings class
+    saying which of its files are secret (a projected volume's Secret items)."""
+    if reading.cls is not None:
+        return None
+    for source in registered_sources():
+        if source.kind == view.kind and not source.secret and source.secret_keys_key:
+            return f"the class's {source.secret_keys_key} says which are secret"
+    return None
 
 
 def _rollout(reading: Reading) -> dict[str, str | None] | None:
@@ -151,31 +163,36 @@ def _settings_rows(snapshot: CanarySettings) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _maps_table(view: VolumeView, redaction: Redaction, out: TextIO) -> None:
+    if view.labels is not None:
+        print(f"\nlabels ({os.path.join(view.path, view.labels_file)})", file=out)
+        _table(_rows(view.labels, redaction.label), out)
+    if view.annotations is not None:
+        print(f"\nannotations ({os.path.join(view.path, view.annotations_file)})", file=out)
+        _table(_rows(view.annotations, redaction.annotation), out)
+
+
 def _show_table(reading: Reading, out: TextIO) -> None:
     redaction = reading.redaction
     if reading.downward is not None:
         view = reading.downward
-        print(_volume_header(view, "downwardAPI", _holds_secrets(view, redaction)), file=out)
-        if view.labels is not None:
-            print(f"\nlabels ({os.path.join(view.path, view.labels_file)})", file=out)
-            _table(_rows(view.labels, redaction.label), out)
-        if view.annotations is not None:
-            print(f"\nannotations ({os.path.join(view.path, view.annotations_file)})", file=out)
-            _table(_rows(view.annotations, redaction.annotation), out)
+        print(_volume_header(view, _holds_secrets(view, redaction)), file=out)
+        _maps_table(view, redaction, out)
         print("\nfiles", file=out)
         _table(_file_rows(view, redaction), out)
         rollout = _rollout(reading)
         if rollout is not None:
             role, pod_hash = rollout["role"], rollout["pod_template_hash"]
             print(f"\nrollout: role={role or '-'} pod-template-hash={pod_hash or '-'}", file=out)
-    for kind, views, secret in (
-        ("configMap", reading.configmaps, False),
-        ("secret", reading.secrets, True),
-    ):
-        for view in views:
-            hidden = secret or _holds_secrets(view, redaction)
-            print(f"\n{_volume_header(view, kind, hidden)}", file=out)
-            _table(_file_rows(view, redaction), out)
+    for view in reading.volumes:
+        print(f"\n{_volume_header(view, _holds_secrets(view, redaction))}", file=out)
+        note = _undeclared_secrets(view, reading)
+        if note is not None:
+            print(f"  (no value shown: {note})", file=out)
+        if view.labels is not None or view.annotations is not None:
+            _maps_table(view, redaction, out)
+            print("\nfiles", file=out)
+        _table(_file_rows(view, redaction), out)
     for path in reading.missing:
         print(f"\nvolume {path}: missing (contributes nothing)", file=out)
     if reading.cls is not None:
@@ -198,9 +215,9 @@ def _show_table(reading: Reading, out: TextIO) -> None:
             print(f"  {line}", file=out)
 
 
-def _view_json(view: VolumeView, redaction: Redaction, secret: bool) -> dict[str, Any]:
+def _view_json(view: VolumeView, redaction: Redaction) -> dict[str, Any]:
     data: dict[str, Any] = {"path": view.path, "generation": view.generation}
-    if not (secret or _holds_secrets(view, redaction)):
+    if not _holds_secrets(view, redaction):
         data["digest"] = view.digest
     if view.labels is not None:
         data["labels"] = {k: redaction.label(k, v) for k, v in sorted(view.labels.items())}
@@ -222,10 +239,9 @@ def _show_json(reading: Reading) -> dict[str, Any]:
     redaction = reading.redaction
     data: dict[str, Any] = {}
     if reading.downward is not None:
-        data["downward_api"] = _view_json(reading.downward, redaction, False)
+        data["downward_api"] = _view_json(reading.downward, redaction)
         data["rollout"] = _rollout(reading)
-    data["configmaps"] = [_view_json(v, redaction, False) for v in reading.configmaps]
-    data["secrets"] = [_view_json(v, redaction, True) for v in reading.secrets]
+    data["volumes"] = [{"kind": v.kind, **_view_json(v, redaction)} for v in reading.volumes]
     data["missing"] = reading.missing
     if reading.cls is not None:
         settings: dict[str, Any] = {

@@ -60,8 +60,10 @@ SUMMARY = "notify an application when a volume changes"
 DESCRIPTION = (
     "Watch volumes and notify an application on each change: the HTTP request"
     " configmap-reload sends (an empty POST), retried with exponential backoff,"
-    " or a signal to a process (shareProcessNamespace: true in the pod). With"
-    " --settings, only versions that validate are announced. Prometheus metrics with"
+    " or a signal to a process (shareProcessNamespace: true in the pod). Without"
+    " --settings, any change of a file of DIR, --volume-dir or a source kind's option"
+    " (--configmap-dir, --secrets-dir, --projected-dir, ...) is one; with --settings,"
+    " only versions that validate are announced. Prometheus metrics with"
     " --metrics-port. Stops cleanly on SIGTERM, also in the middle of an attempt."
 )
 
@@ -545,9 +547,12 @@ def _open(args: SidecarArgs) -> LiveSettings[CanarySettings]:
             raise CliError(EXIT_USAGE, "with --settings, give at most one DIR (the podinfo volume)")
         session = Session(dataclasses.replace(volumes, dir=dirs[0] if dirs else None))
         return session.follow(args.watch)
-    if not dirs:
+    session = Session(volumes)
+    # Every directory given: DIR and --volume-dir, and those of each source kind's option.
+    watched = [*dirs, *session.other_dirs]
+    if not watched:
         raise CliError(EXIT_USAGE, "give at least one volume directory to watch")
-    return Session(volumes).follow(args.watch, lambda: digests_class(dirs), extra_dirs=dirs)
+    return session.follow(args.watch, lambda: digests_class(watched), extra_dirs=dirs)
 
 
 def _describe(result: ReloadResult[Any]) -> str:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from canaryconf._cli.common import EXIT_FAILED, EXIT_OK
+from canaryconf._cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from canaryconf._cli.options import VolumeOptions, add_volume_options, format_option
 from canaryconf._cli.session import Reading, Session
 from canaryconf._errors import SettingsValidationError
@@ -54,6 +54,9 @@ def _no_map_files(reading: Reading) -> str | None:
 
 
 def run(args: ValidateArgs) -> int:
+    if args.volumes.dir is None and args.volumes.settings is None:
+        # Without a class, what is validated is the label and annotation files of DIR.
+        raise CliError(EXIT_USAGE, "give a volume directory, or --settings module:Class")
     reading = Session(args.volumes).read()
     problems = reading.problems
     missing_maps = _no_map_files(reading)

@@ -46,8 +46,12 @@ SUMMARY = "print each change of a volume as it happens"
 DESCRIPTION = (
     "Follow a volume with canaryconf.live and print every change with a timestamp:"
     " applied changes, rejected versions (the last good settings stay) and changes"
-    " that need a restart. Without --settings, every label, annotation and file is"
-    " followed. Stops on SIGINT or SIGTERM, after --count changes or --timeout seconds."
+    " that need a restart. Without --settings, every label, annotation and file of DIR"
+    " and of the volumes given with --configmap-dir, --secrets-dir, --projected-dir (one"
+    " option per source kind) is followed; a Secret file's changes are shown without"
+    " values, and so is every file of a projected volume (without a settings class,"
+    " which of its items are Secret items is not known). Stops on SIGINT or SIGTERM,"
+    " after --count changes or --timeout seconds."
 )
 
 

@@ -52,15 +52,15 @@ __all__ = [
 
 logger = logging.getLogger("canaryconf")
 
-#: Defaults of the settings that are not a source kind's directories (those are declared by
-#: each kind: :attr:`VolumeSource.config_key` and :attr:`VolumeSource.default_dirs`).
+#: Defaults of the settings that are not a source kind's own (those are declared by each
+#: kind: :attr:`VolumeSource.config_key` with :attr:`VolumeSource.default_dirs`, and
+#: :attr:`VolumeSource.secret_keys_key`, empty by default).
 CONFIG_DEFAULTS: dict[str, Any] = {
     "labels_file": "labels",
     "annotations_file": "annotations",
     "annotation_prefix": "",
     "label_prefix": None,
     "role_label": "role",
-    "projected_secret_keys": (),
     "require_volumes": False,
     "max_file_bytes": 1024 * 1024,
     "max_volume_bytes": 4 * 1024 * 1024,
@@ -105,12 +105,14 @@ def class_memo(settings_cls: type[BaseSettings], key: object, compute: Callable[
 
 def config_value(settings_cls: type[BaseSettings], name: str) -> Any:
     """``model_config[name]`` of the settings class, or canaryconf's default (for a source
-    kind's directories, the default its provider declares)."""
+    kind's directories, the default its provider declares; for its secret keys, none)."""
     if name in settings_cls.model_config:
         return settings_cls.model_config.get(name)
     for source in _REGISTRY:
         if source.config_key == name:
             return source.default_dirs
+        if source.secret_keys_key == name:
+            return ()
     return CONFIG_DEFAULTS[name]
 
 
@@ -351,16 +353,19 @@ class VolumeSource(PydanticBaseSettingsSource):
     Each subclass also describes itself, so that :func:`volume_dirs`, the CLI's flags and
     redaction, and selective reads all follow from one declaration: its ``kind`` (the name
     field helpers use), the ``config_key`` of ``model_config`` that names its directories
-    and that key's ``default_dirs``, whether everything it reads is ``secret``, the
-    ``cli_flag`` that points it elsewhere, whether it reads only the files fields need
-    (``selective``), and, through :meth:`field_keys`, which files or keys a field reads.
-    Register it with :func:`register_source` to add it to every :class:`CanarySettings`.
+    and that key's ``default_dirs``, whether everything it reads is ``secret`` or only the
+    files listed under the ``secret_keys_key`` of ``model_config`` (the Secret items of a
+    projected volume), the ``cli_flag`` that points it elsewhere, whether it reads only
+    the files fields need (``selective``), and, through :meth:`field_keys`, which files or
+    keys a field reads. Register it with :func:`register_source` to add it to every
+    :class:`CanarySettings`.
     """
 
     kind: ClassVar[str] = ""
     config_key: ClassVar[str | None] = None
     default_dirs: ClassVar[Any] = ()
     secret: ClassVar[bool] = False
+    secret_keys_key: ClassVar[str | None] = None
     cli_flag: ClassVar[str | None] = None
     cli_help: ClassVar[str | None] = None
     selective: ClassVar[bool] = False
@@ -371,6 +376,26 @@ class VolumeSource(PydanticBaseSettingsSource):
         if cls.config_key is None:
             return []
         return as_dirs(config_value(settings_cls, cls.config_key))
+
+    @classmethod
+    def secret_files(cls, settings_cls: type[BaseSettings] | None) -> frozenset[str] | None:
+        """The files of this kind's volumes whose content is secret; None for every file.
+
+        Every file of a ``secret`` kind is; for a kind with a ``secret_keys_key``, the
+        files the settings class lists there, and every file when there is no class to
+        say which (a command given only a directory); for other kinds, none.
+
+        >>> from canaryconf.sources.providers import ConfigMapSource, ProjectedSource
+        >>> ConfigMapSource.secret_files(None), ProjectedSource.secret_files(None)
+        (frozenset(), None)
+        """
+        if cls.secret:
+            return None
+        if cls.secret_keys_key is None:
+            return frozenset()
+        if settings_cls is None:
+            return None
+        return frozenset(as_dirs(config_value(settings_cls, cls.secret_keys_key)))
 
     @classmethod
     def field_keys(

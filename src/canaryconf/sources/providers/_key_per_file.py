@@ -50,8 +50,10 @@ class KeyPerFileSource(VolumeSource):
         )
 
     def is_secret_key(self, key: str, mapping: FieldMapping) -> bool:
-        """Whether the value of file ``key`` is secret."""
-        return self.secret or mapping.secret
+        """Whether the value of file ``key`` is secret: its field says so, or the kind
+        does (:meth:`~canaryconf.sources.base.VolumeSource.secret_files`)."""
+        files = self.secret_files(self.settings_cls)
+        return mapping.secret or files is None or key in files
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping

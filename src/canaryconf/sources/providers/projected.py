@@ -14,8 +14,6 @@ or its file is listed in ``projected_secret_keys`` (the paths of the Secret item
 
 from __future__ import annotations
 
-from canaryconf._fields import FieldMapping
-from canaryconf.sources.base import config_value
 from canaryconf.sources.providers._key_per_file import KeyPerFileSource
 
 __all__ = ["ProjectedSource"]
@@ -28,10 +26,10 @@ class ProjectedSource(KeyPerFileSource):
     kind = "projected"
     accepts = ("configmap", "secret")
     config_key = "projected_dirs"
+    secret_keys_key = "projected_secret_keys"  # noqa: S105 (a config key, not a secret)
     cli_flag = "--projected-dir"
-    cli_help = "a projected volume directory (repeatable; default: the class's)"
+    cli_help = (
+        "a projected volume directory (repeatable; default: the class's); without --settings"
+        " no value of it is shown (the class's projected_secret_keys says which are secret)"
+    )
     selective = True
-
-    def is_secret_key(self, key: str, mapping: FieldMapping) -> bool:
-        secret_keys = config_value(self.settings_cls, "projected_secret_keys")
-        return mapping.secret or key in set(secret_keys)
