@@ -18,8 +18,9 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from types import MappingProxyType
 
 from canaryconf._errors import (
@@ -242,8 +243,11 @@ def read_volume(
     (True, b'role="canary"')
     """
     root = os.fspath(path)
-    _check_root(root)
-    real_root = os.path.realpath(root)
+    if read_data_target(root) is None:
+        _check_root(root)  # (a ``..data`` link in it says it is a directory)
+    # Real paths are resolved only when a symlink or a subdirectory needs them: a generation
+    # the kubelet wrote has neither, and resolving costs a system call per path component.
+    real_root = _RealPath(lambda: os.path.realpath(root))
     attempts = max(1, retries)
     for _ in range(attempts):
         target = read_data_target(root)
@@ -267,14 +271,7 @@ def read_volume(
         # The kubelet makes the generation a real directory (then its real path is known
         # without resolving it again); one that is a symlink leading elsewhere would have
         # every file under it read as the volume's.
-        real_generation = os.path.join(real_root, target)
-        if not _is_real_directory(generation_dir):
-            real_generation = os.path.realpath(generation_dir)
-            if not real_generation.startswith(real_root + os.sep):
-                raise UnsafePathError(
-                    os.path.join(root, DATA_LINK),
-                    "leads outside the volume (a symlinked generation)",
-                )
+        real_generation = _checked_generation(root, target, real_root)
         try:
             files = _read_tree(
                 generation_dir,
@@ -320,8 +317,28 @@ def _check_root(root: str) -> None:
         )
 
 
+class _RealPath:
+    """A real path, resolved on first use (then kept)."""
+
+    __slots__ = ("_real", "_resolve")
+
+    def __init__(self, resolve: Callable[[], str]) -> None:
+        self._resolve = resolve
+        self._real: str | None = None
+
+    def __call__(self) -> str:
+        if self._real is None:
+            self._real = self._resolve()
+        return self._real
+
+
 def _walk(
-    base: str, prefix: str, real_root: str, ancestors: frozenset[str], *, skip_dots: bool
+    base: str,
+    prefix: str,
+    real_root: _RealPath,
+    ancestors: Callable[[], frozenset[str]],
+    *,
+    skip_dots: bool,
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
@@ -329,15 +346,41 @@ def _walk(
         if skip_dots and entry.name.startswith(".."):
             continue
         if entry.is_symlink():
-            _check_inside(entry.path, real_root)
+            _check_inside(entry.path, real_root())
         rel = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=True):
             real = os.path.realpath(entry.path)
-            if real in ancestors:
+            known = ancestors()
+            if real in known:
                 raise VolumeError(entry.path, "is a symlink loop (it leads to its own parent)")
-            yield from _walk(entry.path, rel + "/", real_root, ancestors | {real}, skip_dots=False)
+            inner = known | {real}
+            yield from _walk(
+                entry.path, rel + "/", real_root, partial(frozenset, inner), skip_dots=False
+            )
         else:
             yield rel, entry
+
+
+def _checked_generation(root: str, target: str, real_root: _RealPath) -> _RealPath:
+    """The real path of the generation ``target`` of ``root``. The kubelet makes it a real
+    directory (its real path is then known without resolving it); one that is a symlink
+    leading elsewhere would have every file under it read as the volume's: refused."""
+    generation_dir = os.path.join(root, target)
+    if _is_real_directory(generation_dir) or not os.path.lexists(generation_dir):
+        return _RealPath(lambda: os.path.join(real_root(), target))
+    resolved = os.path.realpath(generation_dir)
+    if not resolved.startswith(real_root() + os.sep):
+        raise UnsafePathError(
+            os.path.join(root, DATA_LINK), "leads outside the volume (a symlinked generation)"
+        )
+    return _RealPath(lambda: resolved)
+
+
+def _lstat_mode(path: str) -> int | None:
+    try:
+        return os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def _is_real_directory(path: str) -> bool:
@@ -350,8 +393,8 @@ def _is_real_directory(path: str) -> bool:
 def _read_tree(
     base: str,
     root: str,
-    real_root: str,
-    real_base: str,
+    real_root: _RealPath,
+    real_base: _RealPath,
     *,
     max_file: int,
     max_total: int,
@@ -364,8 +407,8 @@ def _read_tree(
     total = 0
     entry: os.DirEntry[str] | None = None
     try:
-        ancestors = frozenset({real_base})
-        for rel, entry in _walk(base, "", real_root, ancestors, skip_dots=plain):
+        walk = _walk(base, "", real_root, lambda: frozenset({real_base()}), skip_dots=plain)
+        for rel, entry in walk:
             data = _read_capped(entry.path, max_file, max_total - total)
             if data is None:
                 raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
@@ -434,12 +477,14 @@ def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
         remaining = limit + 1
         while remaining > 0:
             # The size fstat gave, plus one byte to notice a file that grew since.
-            want = st.st_size + 1 if not chunks else 1 << 16
-            chunk = os.read(fd, min(remaining, want))
+            want = min(remaining, st.st_size + 1 if not chunks else 1 << 16)
+            chunk = os.read(fd, want)
             if not chunk:
                 break
             chunks.append(chunk)
             remaining -= len(chunk)
+            if len(chunk) < want:
+                break  # a regular file reads short only at its end: no read to learn that
         data = b"".join(chunks)
         if len(data) > cap:
             raise VolumeTooLargeError(path, f"file is over {cap} bytes")
@@ -472,8 +517,9 @@ def read_volume_files(
     ['labels']
     """
     root = os.fspath(path)
-    _check_root(root)
-    real_root = os.path.realpath(root)
+    if read_data_target(root) is None:
+        _check_root(root)
+    real_root = _RealPath(lambda: os.path.realpath(root))
     wanted = sorted({n for n in names if _plain_relative(n)})
     attempts = max(1, retries)
     for _ in range(attempts):
@@ -482,7 +528,10 @@ def read_volume_files(
             "/" in target or not target.startswith("..") or target in ("..", DATA_LINK)
         ):
             raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
-        base = root if target is None else os.path.join(root, target)
+        base = root
+        if target is not None:
+            base = os.path.join(root, target)
+            _checked_generation(root, target, real_root)
         try:
             files = _read_named(
                 base, root, real_root, wanted, max_file=max_file_bytes, max_total=max_volume_bytes
@@ -506,7 +555,7 @@ def _plain_relative(name: str) -> bool:
 
 
 def _read_named(
-    base: str, root: str, real_root: str, names: list[str], *, max_file: int, max_total: int
+    base: str, root: str, real_root: _RealPath, names: list[str], *, max_file: int, max_total: int
 ) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
@@ -514,10 +563,14 @@ def _read_named(
         full = os.path.join(base, name)
         shown = os.path.join(root, name)
         try:
-            if os.path.isdir(full):
+            mode = _lstat_mode(full)
+            if mode is not None and ("/" in name or stat.S_ISLNK(mode)):
+                # A symlink, or a path through a directory that may be one: resolved.
+                _check_inside(full, real_root())
+            if mode is not None and (
+                stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and os.path.isdir(full))
+            ):
                 continue  # a directory of the volume, not a file a field can read
-            if os.path.lexists(full):
-                _check_inside(full, real_root)
             data = _read_capped(full, max_file, max_total - total)
         except VolumeError as exc:
             raise type(exc)(shown, exc.reason) from None
