@@ -507,3 +507,54 @@ def test_data_link_to_a_missing_generation_is_named_as_such(tmp_path: Path) -> N
     assert not isinstance(info.value, VolumeBusyError)
     assert info.value.path == str(writer.path / "..data")
     assert f"points to generation {generation}, which does not exist" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# GenerationCache
+
+
+def test_the_generation_cache_reads_each_generation_once(tmp_path: Path) -> None:
+    from canaryconf.volume import GenerationCache
+
+    writer = KubeletWriter(tmp_path / "vol")
+    writer.write({"labels": 'role="canary"'})
+    cache = GenerationCache()
+    first = cache.read(writer.path)
+    assert cache.read(writer.path) is first
+    # Other arguments (the files read, the caps) are another read.
+    assert cache.read(writer.path, ["labels"]) is not first
+    assert cache.read(writer.path, max_file_bytes=100) is not first
+    # ``fresh`` reads again, and what it read is what the next reader shares.
+    again = cache.read(writer.path, fresh=True)
+    assert again is not first and again.files == first.files
+    assert cache.read(writer.path) is again
+    writer.write({"labels": 'role="stable"'})
+    after = cache.read(writer.path)
+    assert after.generation == writer.generation != first.generation
+    assert after.files["labels"] == b'role="stable"'
+
+
+def test_the_generation_cache_always_reads_a_plain_directory(tmp_path: Path) -> None:
+    from canaryconf.volume import GenerationCache
+
+    (tmp_path / "role").write_text("canary")
+    cache = GenerationCache()
+    assert cache.read(tmp_path).files["role"] == b"canary"
+    (tmp_path / "role").write_text("stable")
+    assert cache.read(tmp_path).files["role"] == b"stable"
+
+
+def test_the_generation_cache_forgets_the_oldest_volume_beyond_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from canaryconf.volume import GenerationCache
+
+    monkeypatch.setattr(GenerationCache, "MAX_VOLUMES", 2)
+    writers = [KubeletWriter(tmp_path / f"v{i}") for i in range(3)]
+    for w in writers:
+        w.write({"k": "v"})
+    cache = GenerationCache()
+    first = [cache.read(w.path) for w in writers]
+    assert cache.read(writers[2].path) is first[2]
+    assert cache.read(writers[1].path) is first[1]
+    assert cache.read(writers[0].path) is not first[0]  # dropped: read again

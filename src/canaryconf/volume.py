@@ -125,6 +125,10 @@ class GenerationCache:
     True
     """
 
+    #: Volumes remembered at most: a process that reads more (a test suite making one per
+    #: case) forgets the one stored longest ago.
+    MAX_VOLUMES = 256
+
     def __init__(self) -> None:
         self._last: dict[tuple[object, ...], VolumeSnapshot] = {}
 
@@ -151,10 +155,11 @@ class GenerationCache:
             snapshot = read_volume(root, **caps)
         else:
             snapshot = read_volume_files(root, wanted, **caps)
-        if snapshot.generation is None:
-            self._last.pop(key, None)
-        else:
-            self._last[key] = snapshot
+        self._last.pop(key, None)
+        if snapshot.generation is not None:
+            self._last[key] = snapshot  # (last, in the order the oldest is dropped)
+            if len(self._last) > self.MAX_VOLUMES:
+                del self._last[next(iter(self._last))]
         return snapshot
 
     def clear(self) -> None:
