@@ -597,9 +597,9 @@ def _parse_fast_rests(
     * ASCII values whose escapes JSON reads exactly as Go does (the common ``\\" \\n \\t
       \\\\``, or no escape at all) are decoded by JSON's C scanner, a JSON array of them
       at a time (see _decode_json_pieces);
-    * non-ASCII values with such escapes only, one by one by JSON's C string scanner
-      (joined with ASCII text they would widen a whole array to two or four bytes a
-      character);
+    * non-ASCII values with such escapes only, the same way in arrays of their own (joined
+      with ASCII text they would widen a whole array to two or four bytes a character), or
+      one by one by JSON's C string scanner when there are only a few;
     * values with other escapes are checked and decoded together by ``_decode_go_rests``.
     """
     all_keys = "".join(keys)
@@ -620,19 +620,32 @@ def _parse_fast_rests(
     if decoded is None:
         return None
     values, go_indexes = decoded
+    json_indexes = []  # of non-ASCII values with the escapes JSON shares with Go, if any
     for index in wide_indexes:
         rest = rests[index]
         if "\\" in rest and _GO_ESCAPE_RE.search(rest) is not None:
             go_indexes.append(index)
-            continue
-        if check_surrogates and _has_surrogate(rest):
-            return None
-        try:  # non-ASCII text with the escapes JSON shares with Go, if any
-            values[index], end = _scanstring(rest, 0, True)
-        except ValueError:
-            return None
-        if end != len(rest):
-            return None  # a raw quote before the end
+        else:
+            json_indexes.append(index)
+    if len(json_indexes) <= _FEW:  # one by one: less work than setting up an array
+        for index in json_indexes:
+            rest = rests[index]
+            if check_surrogates and _has_surrogate(rest):  # lone surrogates: see above
+                return None
+            try:
+                values[index], end = _scanstring(rest, 0, True)
+            except ValueError:
+                return None
+            if end != len(rest):
+                return None  # a raw quote before the end
+    else:
+        json_rests = list(map(rests.__getitem__, json_indexes))
+        for start, stop in _chunks(json_rests):
+            part = _scan_array(_json_array(json_rests[start:stop]), stop - start)
+            if part is None or (check_surrogates and _has_surrogate("".join(part))):
+                return None
+            for index, value in zip(json_indexes[start:stop], part, strict=True):
+                values[index] = value
     if go_indexes:
         go_rests = list(map(rests.__getitem__, go_indexes))
         for start, stop in _chunks(go_rests):
@@ -646,6 +659,7 @@ def _parse_fast_rests(
 
 
 _CHUNK = 32768  # characters of values parsed by one call
+_FEW = 4  # non-ASCII values decoded one by one rather than in an array
 
 
 def _chunks(texts: Sequence[str], size: int | None = None) -> list[tuple[int, int]]:
@@ -688,18 +702,28 @@ def _decode_json_pieces(pieces: list[str], size: int) -> tuple[list[str], list[i
         if found:
             array = _json_array(chunk)  # without them
             go_indexes += map(start.__add__, found)
-        try:
-            part, end = _scan_json(array, 0)
-        except (ValueError, StopIteration):  # StopIteration: no JSON value where one must be
-            return None
-        if len(part) != len(chunk) or end != len(array):
-            return None
-        try:
-            "".join(part)  # fails unless all are strings (the fastest check)
-        except TypeError:
+        part = _scan_array(array, len(chunk))
+        if part is None:
             return None
         values += part
     return values, go_indexes
+
+
+def _scan_array(array: str, count: int) -> list[str] | None:
+    """The ``count`` strings of ``array``, a JSON array made by ``_json_array`` (see
+    _decode_json_pieces), or None if it holds anything else."""
+    part: list[str]
+    try:
+        part, end = _scan_json(array, 0)
+    except (ValueError, StopIteration):  # StopIteration: no JSON value where one must be
+        return None
+    if len(part) != count or end != len(array):
+        return None
+    try:
+        "".join(part)  # fails unless all are strings (the fastest check)
+    except TypeError:
+        return None
+    return part
 
 
 def _json_array(pieces: list[str]) -> str:
