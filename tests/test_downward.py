@@ -499,9 +499,17 @@ def test_a_raw_quote_then_no_json_value_is_a_format_error(value: str, as_bytes: 
         # The same with an object, and in the values JSON reads one by one (non-ASCII).
         ['k1="a", {"b": "c"', 'k2="d": "e"', 'k3="f": "h"}, "g"', 'k4="x\\ny"'],
         ['k1="é", ["b"', 'k2="ü"', 'k3="ö"], "e"', 'k4="x\\ny"'],
+        # Enough non-ASCII values to be decoded in an array of their own.
+        [
+            'k1="é", ["b"',
+            'k2="ü"',
+            'k3="ö"], "e"',
+            *(f'k{i}="ä{i}"' for i in range(4, 9)),
+            'k9="\\n"',
+        ],
         ['k1="a", [1, "b"', 'k2="c"', 'k3="d", null], "e"', 'k4="x\\ny"'],
     ],
-    ids=["array", "object", "non-ascii", "number"],
+    ids=["array", "object", "non-ascii", "many-non-ascii", "number"],
 )
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 def test_raw_quotes_that_nest_json_values_are_a_format_error(
