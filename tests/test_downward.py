@@ -309,6 +309,104 @@ def test_parser_agrees_with_the_reference_reader_across_chunks(text: str, chunk:
         _check_against_reference(text)
 
 
+# --------------------------------------------------------------------------------------------
+# The fast paths against the exact line-by-line parser (downward._parse_slow)
+
+
+def _exact(text: str) -> dict[str, str] | DownwardAPIFormatError:
+    """What the exact parser makes of ``text`` after parse_map's normalisation (byte order
+    mark, one trailing newline): a map or its error."""
+    text = text.removeprefix("\ufeff")
+    if text.endswith("\n"):
+        text = text[:-1].removesuffix("\r")
+    if not text:
+        return {}
+    try:
+        return downward._parse_slow(text, "f")
+    except DownwardAPIFormatError as exc:
+        return exc
+
+
+def _check_fast_against_exact(text: str) -> None:
+    """The fast paths, given ``text`` and its UTF-8 bytes, either decline (None: the exact
+    parser then decides) or return exactly what the exact parser returns; so parse_map
+    returns that too, or raises the exact parser's very error."""
+    expected = _exact(text)
+    body = text.removeprefix("\ufeff")
+    if body.endswith("\n"):
+        body = body[:-1].removesuffix("\r")
+    forms: list[str | bytes] = [text]
+    fast = [downward._parse_fast(body)] if body else []
+    with contextlib.suppress(UnicodeEncodeError):  # a lone surrogate: no bytes form
+        forms.append(text.encode("utf-8"))
+        if body:
+            fast.append(downward._parse_fast_bytes(body.encode("utf-8")))
+    for result in fast:
+        assert result is None or result == expected
+    for form in forms:
+        if isinstance(expected, dict):
+            assert parse_map(form, source="f") == expected
+        else:
+            with pytest.raises(DownwardAPIFormatError) as info:
+                parse_map(form, source="f")
+            assert (str(info.value), info.value.line, info.value.key) == (
+                str(expected),
+                expected.line,
+                expected.key,
+            )
+
+
+def _vector_files() -> list[str]:
+    return [file for _number, file, _mapping in _vectors()]
+
+
+@st.composite
+def mangled_vectors(draw: st.DrawFn) -> str:
+    """A Go-rendered vector with a few characters inserted, deleted or replaced."""
+    text = draw(st.sampled_from(_vector_files()))
+    for _ in range(draw(st.integers(1, 3))):
+        position = draw(st.integers(0, len(text)))
+        char = draw(st.sampled_from([*_TRICKY, "\\x", "\\u", "\\U00", "\\8", "\\400", "\ud800"]))
+        cut = draw(st.integers(0, 1))
+        text = text[:position] + char + text[position + cut :]
+    return text
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(maps.map(format_map), mangled_files(), assembled_files(), mangled_vectors()),
+    st.sampled_from([None, 1, 7, 40]),
+)
+def test_fast_paths_agree_with_the_exact_parser(text: str, chunk: int | None) -> None:
+    with _chunk_size(chunk) if chunk else contextlib.nullcontext():
+        _check_fast_against_exact(text)
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_fast_paths_agree_with_the_exact_parser_on_the_vectors(chunk: int | None) -> None:
+    with _chunk_size(chunk) if chunk else contextlib.nullcontext():
+        for file in _vector_files():
+            _check_fast_against_exact(file)
+            _check_fast_against_exact(file.replace("\n", "\r\n") + "\n")
+
+
+@given(maps)
+def test_fast_paths_take_every_rendered_map(mapping: dict[str, str]) -> None:
+    """No well-formed file needs the exact parser (whose agreement above would otherwise
+    prove little, and which is several times slower)."""
+    file = format_map(mapping)
+    if file:
+        assert downward._parse_fast(file) == mapping
+        assert downward._parse_fast_bytes(file.encode("utf-8")) == mapping
+
+
+def test_fast_paths_take_every_vector() -> None:
+    for _number, file, mapping in _vectors():
+        if file:
+            assert downward._parse_fast(file) == mapping
+            assert downward._parse_fast_bytes(file.encode("utf-8")) == mapping
+
+
 def _big_map(size: int) -> dict[str, str]:
     """About ``size`` characters of plain values, JSON documents (\\" and \\n), text with
     non-ASCII characters and values with escapes JSON lacks (with and without non-ASCII
@@ -350,6 +448,36 @@ def test_damage_deep_in_a_big_file_is_found_on_its_line(damage: str, where: floa
     _check_against_reference(text[:position] + damage + text[position:])
 
 
+def _plain_map(size: int, text: str) -> dict[str, str]:
+    """About ``size`` characters of values without any escape (``text`` in each)."""
+    return {
+        f"example.com/key-{i:05d}": f"https://example.com/{i}?q={text}" for i in range(size // 60)
+    }
+
+
+# Every raw control character (DEL too), and what else can break a file without escapes.
+_PLAIN_DAMAGE = [chr(code) for code in (*range(0x20), 0x7F)] + ['"', "=", "\r\n", "\ud800"]
+
+
+@pytest.mark.parametrize("damage", _PLAIN_DAMAGE, ids=[f"U+{ord(c[0]):04X}" for c in _PLAIN_DAMAGE])
+@pytest.mark.parametrize("text", ["ascii", "café 😀"])
+@pytest.mark.parametrize("size", [300, 2 * downward._SEARCH_FROM], ids=["small", "big"])
+def test_damage_in_a_file_without_escapes(damage: str, text: str, size: int) -> None:
+    """A file without a backslash takes a fast path of its own, which checks small and big
+    files differently (big ones: several chunks here): one bad character in a key or a
+    value, at the start, middle or end, gives the same result or error as the reference
+    reader, on str and bytes."""
+    file = format_map(_plain_map(size, text))
+    assert "\\" not in file
+    assert downward._parse_fast(file) is not None
+    lines = file.split("\n")
+    with _chunk_size(size // 10):
+        for number in (1, len(lines) // 2, len(lines) - 1):
+            start = sum(len(line) + 1 for line in lines[:number])
+            for position in (start + 3, start + lines[number].index('="') + 5):  # key, value
+                _check_against_reference(file[:position] + damage + file[position:])
+
+
 @pytest.mark.parametrize("value", ['{\\"a",\\"b\\"}', 'a",b', 'a", x', 'a",]', 'a"]\\n'])
 @pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
 def test_a_raw_quote_then_no_json_value_is_a_format_error(value: str, as_bytes: bool) -> None:
@@ -360,6 +488,41 @@ def test_a_raw_quote_then_no_json_value_is_a_format_error(value: str, as_bytes: 
     with pytest.raises(DownwardAPIFormatError) as info:
         parse_map(text.encode("utf-8") if as_bytes else text)
     assert (info.value.line, info.value.key) == (1, "k")
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # A nested array opened in one value and closed two lines later: as many JSON
+        # values as lines, one of them a list (this parsed, to a list value, before).
+        ['k1="a", ["b"', 'k2="c"', 'k3="d"], "e"', 'k4="x\\ny"'],
+        # The same with an object, and in the values JSON reads one by one (non-ASCII).
+        ['k1="a", {"b": "c"', 'k2="d": "e"', 'k3="f": "h"}, "g"', 'k4="x\\ny"'],
+        ['k1="é", ["b"', 'k2="ü"', 'k3="ö"], "e"', 'k4="x\\ny"'],
+        # Enough non-ASCII values to be decoded in an array of their own.
+        [
+            'k1="é", ["b"',
+            'k2="ü"',
+            'k3="ö"], "e"',
+            *(f'k{i}="ä{i}"' for i in range(4, 9)),
+            'k9="\\n"',
+        ],
+        ['k1="a", [1, "b"', 'k2="c"', 'k3="d", null], "e"', 'k4="x\\ny"'],
+    ],
+    ids=["array", "object", "non-ascii", "many-non-ascii", "number"],
+)
+@pytest.mark.parametrize("as_bytes", [False, True], ids=["str", "bytes"])
+def test_raw_quotes_that_nest_json_values_are_a_format_error(
+    lines: list[str], as_bytes: bool
+) -> None:
+    """Raw quotes can make the JSON array of values the fast path builds hold a nested
+    array or object spanning several lines, with the count of values still right: the
+    values must all be strings."""
+    text = "\n".join(lines)
+    with pytest.raises(DownwardAPIFormatError) as info:
+        parse_map(text.encode("utf-8") if as_bytes else text)
+    assert (info.value.line, info.value.key) == (1, "k1")
+    _check_against_reference(text)
 
 
 def test_parsing_big_files_hardly_sets_off_garbage_collection() -> None:

@@ -103,7 +103,12 @@ _SIMPLE_BYTES = {
 }
 
 _MAX_RUNE = 0x10FFFF
+# The raw control characters but the newline, as code points and as characters; the bytes
+# of all others.
+_CONTROL_CODES = (*range(0x0A), *range(0x0B, 0x20), 0x7F)
+_CONTROL_CHARS = tuple(map(chr, _CONTROL_CODES))
 _NOT_CONTROL_BYTES = bytes(b for b in range(256) if 0x20 <= b != 0x7F)
+_SEARCH_FROM = 4096  # see _has_control_but_newline
 _SEPARATOR = "\x1e"  # a raw control character, so never part of a valid line
 # An escape other than the ones JSON's scanner reads exactly as Go does (\b \f \n \r \t \\
 # \"): Go-only ones (\a \v \x \U octal), ones Go rejects (\/ \' and unknown ones), and \u,
@@ -119,7 +124,7 @@ _NEEDS_BYTES_RE = re.compile(r"\\(?:x[89a-fA-F]|[23][0-7]|u[dD][89a-fA-F]|U0000[
 # non-ASCII text use it, the JSON arrays of ASCII values _find_go_escape.
 _GO_ESCAPE_RE = re.compile(r'\\(?<!\\\\)(?:\\\\)*[^bfnrt"\\]')
 _REPEAT_KEY_END = itertools.repeat('="')
-_LINES_AT_ONCE = 256  # see _parse_fast
+_REPEAT_ONE = itertools.repeat(1)
 _REPEAT_QUOTE = itertools.repeat('"')
 # JSON's C scanner: parses one JSON value at an index and returns it with its end (no
 # leading or trailing whitespace allowed: each array built here starts and ends with a
@@ -444,37 +449,36 @@ with a double quote right after '='
 # rejects and never decode differently: every shortcut is either exact or bails out.
 
 
-def _parse_fast(text: str, *, utf8_as_latin1: bool = False) -> dict[str, str] | None:
+def _parse_fast(
+    text: str, *, utf8_as_latin1: bool = False, data: bytes | None = None
+) -> dict[str, str] | None:
     """``utf8_as_latin1``: ``text`` is UTF-8 bytes decoded as Latin-1 (one character per
     byte, so no wide string for the whole file); keys and values with non-ASCII characters
-    are decoded again, one by one."""
+    are decoded again, one by one. ``data``: the UTF-8 bytes ``text`` was decoded from
+    (then it has no lone surrogates)."""
     if "\r" in text:
         text = text.replace("\r\n", "\n")
+        data = None if data is None else data.replace(b"\r\n", b"\n")
     if "\\" not in text:
-        return None if utf8_as_latin1 else _parse_fast_plain(text)
+        return None if utf8_as_latin1 else _parse_fast_plain(text, data)
     if "\x7f" in text:
         return None  # a raw DEL, which JSON lets through
     lines = text.split("\n")
-    key_list: list[str] = []
-    rests: list[str] = []
-    # A few hundred lines at a time: each line's (key, "=\"", rest) tuple is a container the
-    # cyclic garbage collector counts, and a thousand of them alive at once would set off
-    # collections (and, now and then, a full one of the whole heap) on every parse.
-    for start in range(0, len(lines), _LINES_AT_ONCE):
-        key_tuple, seps, rest_tuple = zip(
-            *map(str.partition, lines[start : start + _LINES_AT_ONCE], _REPEAT_KEY_END),
-            strict=True,
-        )
-        if not all(seps) or not all(key_tuple):
-            return None
-        key_list += key_tuple
-        rests += rest_tuple
-    keys: Sequence[str] = key_list
+    try:
+        # key -> rest (the value after its opening quote), in the order of the lines. Each
+        # line's [key, rest] list is freed as soon as the dict holds its two strings: a
+        # thousand containers alive at once would set off the cyclic garbage collector
+        # (and, now and then, a full collection of the whole heap) on every parse.
+        pairs = dict(map(str.split, lines, _REPEAT_KEY_END, _REPEAT_ONE))
+    except ValueError:  # a line without '="'
+        return None
+    if len(pairs) != len(lines) or "" in pairs:
+        return None  # a duplicate or an empty key
+    keys: Sequence[str] = list(pairs)
+    rests = list(pairs.values())
     if text.isascii():
-        return _parse_fast_rests(keys, rests, [], check_surrogates=False)
-    wide_indexes = list(
-        itertools.compress(itertools.count(), map(operator.not_, map(str.isascii, rests)))
-    )
+        return _parse_fast_rests(keys, rests, [], len(text), check_surrogates=False)
+    wide_indexes = [index for index, rest in enumerate(rests) if not rest.isascii()]
     if utf8_as_latin1:
         try:
             if not all(map(str.isascii, keys)):
@@ -483,28 +487,37 @@ def _parse_fast(text: str, *, utf8_as_latin1: bool = False) -> dict[str, str] | 
                 rests[index] = rests[index].encode("latin-1").decode("utf-8")
         except UnicodeDecodeError:
             return None
-    return _parse_fast_rests(keys, rests, wide_indexes, check_surrogates=not utf8_as_latin1)
+    check_surrogates = data is None and not utf8_as_latin1  # else decoded from UTF-8
+    return _parse_fast_rests(
+        keys, rests, wide_indexes, len(text), check_surrogates=check_surrogates
+    )
 
 
 def _parse_fast_bytes(data: bytes) -> dict[str, str] | None:
     if b"\\" not in data or data.isascii():
         try:
-            return _parse_fast(data.decode("utf-8"))
+            return _parse_fast(data.decode("utf-8"), data=data)
         except UnicodeDecodeError:
             return None
     return _parse_fast(data.decode("latin-1"), utf8_as_latin1=True)
 
 
-def _parse_fast_plain(text: str) -> dict[str, str] | None:
+def _parse_fast_plain(text: str, data: bytes | None) -> dict[str, str] | None:
     """No backslash anywhere: every double quote is structural, so splitting on it gives
-    ``key=``, ``body``, ``<newline>key=``, ``body``, ..., ``""``."""
-    try:
-        data = text.encode("utf-8")  # fails on lone surrogates (only in a str argument)
-    except UnicodeEncodeError:
+    ``key=``, ``body``, ``<newline>key=``, ``body``, ..., ``""``. ``data``: the UTF-8 bytes
+    of ``text``, if at hand."""
+    checked: str | bytes = text
+    if not text.isascii():
+        if data is None:
+            try:
+                data = text.encode("utf-8")  # fails on lone surrogates (only in a str argument)
+            except UnicodeEncodeError:
+                return None
+        # In UTF-8 the bytes of control characters stand for them alone, and bytes are
+        # searched faster than a wide string.
+        checked = data
+    if _has_control_but_newline(checked):
         return None
-    controls = data.translate(None, _NOT_CONTROL_BYTES)
-    if controls.count(b"\n") != len(controls):
-        return None  # a raw control character other than the line ends, or DEL
     parts = text.split('"')
     count = len(parts) // 2
     if not count or len(parts) % 2 == 0 or parts[-1]:
@@ -520,10 +533,32 @@ def _parse_fast_plain(text: str) -> dict[str, str] | None:
     if len(keys) != count or not all(keys):
         return None
     all_keys = "".join(keys)
-    if "=" in all_keys or "\n" in all_keys or "\n" in "".join(bodies):
+    if "=" in all_keys or "\n" in all_keys or _any_contains(bodies, "\n", len(text)):
         return None
     result = dict(zip(keys, bodies, strict=True))
     return result if len(result) == count else None
+
+
+def _has_control_but_newline(text: str | bytes) -> bool:
+    """Whether ``text`` (``str`` only if ASCII) has a raw control character other than the
+    newline, or DEL. A short text is copied without all other bytes; in a long one each of
+    the 32 is searched for (memchr): faster than one pass of a regular expression or of
+    ``bytes.translate`` over more than a few kilobytes, and no copy."""
+    if len(text) < _SEARCH_FROM:
+        data = text.encode("ascii") if isinstance(text, str) else text
+        controls = data.translate(None, _NOT_CONTROL_BYTES)
+        return controls.count(b"\n") != len(controls)
+    if isinstance(text, str):
+        return any(map(text.__contains__, _CONTROL_CHARS))
+    return any(map(text.__contains__, _CONTROL_CODES))
+
+
+def _any_contains(texts: list[str], char: str, size: int) -> bool:
+    """Whether one of ``texts`` (``size`` characters at most in all) contains ``char``:
+    joined a chunk at a time (see _CHUNK), one search each."""
+    if size <= _CHUNK:
+        return char in "".join(texts)
+    return any(char in "".join(texts[start:stop]) for start, stop in _chunks(texts, size))
 
 
 def _has_raw_control(text: str) -> bool:
@@ -548,30 +583,24 @@ def _has_surrogate(text: str) -> bool:
 
 
 def _parse_fast_rests(
-    keys: Sequence[str], rests: Sequence[str], wide_indexes: list[int], *, check_surrogates: bool
+    keys: Sequence[str],
+    rests: list[str],
+    wide_indexes: list[int],
+    size: int,
+    *,
+    check_surrogates: bool,
 ) -> dict[str, str] | None:
     """Backslashes present; ``keys`` and ``rests`` (each value after its opening quote)
-    come from the lines, ``wide_indexes`` are those of the values with non-ASCII characters.
-    Values are sorted three ways:
+    come from the lines, ``wide_indexes`` are those of the values with non-ASCII characters,
+    ``size`` is the length of the text. Values are sorted three ways:
 
     * ASCII values whose escapes JSON reads exactly as Go does (the common ``\\" \\n \\t
       \\\\``, or no escape at all) are decoded by JSON's C scanner, a JSON array of them
-      at a time (see below);
-    * non-ASCII values with such escapes only, one by one by JSON's C string scanner
-      (joined with ASCII text they would widen a whole array to two or four bytes a
-      character);
+      at a time (see _decode_json_pieces);
+    * non-ASCII values with such escapes only, the same way in arrays of their own (joined
+      with ASCII text they would widen a whole array to two or four bytes a character), or
+      one by one by JSON's C string scanner when there are only a few;
     * values with other escapes are checked and decoded together by ``_decode_go_rests``.
-
-    Why an array is exact: its elements are joined by ``,`` and a raw newline, which JSON
-    allows between values but (strict mode) never inside a string, and no value holds a raw
-    newline. So no string can run across a joint, and each piece ``"<value>"`` yields at
-    least one JSON value. Getting exactly as many values as pieces then means each piece
-    yielded one string; as each piece ends with a double quote (checked), which is not
-    JSON whitespace, that string ends at the piece's closing quote: no value has a raw
-    quote or ends in a backslash that escapes its closing quote.
-
-    The work goes in chunks of about ``_CHUNK`` characters: a temporary string of hundreds
-    of kilobytes costs more in page faults than its parsing.
     """
     all_keys = "".join(keys)
     if "=" in all_keys or _has_raw_control(all_keys):
@@ -582,58 +611,119 @@ def _parse_fast_rests(
         return None
     if not all(map(str.endswith, rests, _REPEAT_QUOTE)):
         return None  # e.g. a space after the closing quote, which JSON would skip
-    narrow = list(rests)
-    for index in wide_indexes:
-        narrow[index] = '"'  # an empty string in the array
-    values: list[str] = []
-    go_indexes: list[int] = []
-    for start, stop in _chunks(narrow):
-        pieces = narrow[start:stop]
-        array = _json_array(pieces)
-        found = _go_pieces(array, pieces)
-        if found:
-            array = _json_array(pieces)  # without them
-            go_indexes.extend(map(start.__add__, found))
-        try:
-            part, end = _scan_json(array, 0)
-        except (ValueError, StopIteration):  # StopIteration: no JSON value where one must be
-            return None
-        if len(part) != len(pieces) or end != len(array):
-            return None
-        values += part
+    narrow = rests
+    if wide_indexes:
+        narrow = list(rests)
+        for index in wide_indexes:
+            narrow[index] = '"'  # an empty string in the array
+    decoded = _decode_json_pieces(narrow, size)
+    if decoded is None:
+        return None
+    values, go_indexes = decoded
+    json_indexes = []  # of non-ASCII values with the escapes JSON shares with Go, if any
     for index in wide_indexes:
         rest = rests[index]
         if "\\" in rest and _GO_ESCAPE_RE.search(rest) is not None:
             go_indexes.append(index)
-            continue
-        if check_surrogates and _has_surrogate(rest):
-            return None
-        try:  # non-ASCII text with the escapes JSON shares with Go, if any
-            values[index], end = _scanstring(rest, 0, True)
-        except ValueError:
-            return None
-        if end != len(rest):
-            return None  # a raw quote before the end
+        else:
+            json_indexes.append(index)
+    if len(json_indexes) <= _FEW:  # one by one: less work than setting up an array
+        for index in json_indexes:
+            rest = rests[index]
+            if check_surrogates and _has_surrogate(rest):  # lone surrogates: see above
+                return None
+            try:
+                values[index], end = _scanstring(rest, 0, True)
+            except ValueError:
+                return None
+            if end != len(rest):
+                return None  # a raw quote before the end
+    else:
+        json_rests = list(map(rests.__getitem__, json_indexes))
+        for start, stop in _chunks(json_rests):
+            part = _scan_array(_json_array(json_rests[start:stop]), stop - start)
+            if part is None or (check_surrogates and _has_surrogate("".join(part))):
+                return None
+            for index, value in zip(json_indexes[start:stop], part, strict=True):
+                values[index] = value
     if go_indexes:
         go_rests = list(map(rests.__getitem__, go_indexes))
         for start, stop in _chunks(go_rests):
-            decoded = _decode_go_rests(go_rests[start:stop])
-            if decoded is None:
+            go_values = _decode_go_rests(go_rests[start:stop])
+            if go_values is None:
                 return None
-            for index, value in zip(go_indexes[start:stop], decoded, strict=True):
+            for index, value in zip(go_indexes[start:stop], go_values, strict=True):
                 values[index] = value
     result = dict(zip(keys, values, strict=True))
     return result if len(result) == len(keys) else None
 
 
 _CHUNK = 32768  # characters of values parsed by one call
+_FEW = 4  # non-ASCII values decoded one by one rather than in an array
 
 
-def _chunks(texts: Sequence[str]) -> list[tuple[int, int]]:
-    """Split ``texts`` into ranges ``(start, stop)`` of about ``_CHUNK`` characters."""
+def _chunks(texts: Sequence[str], size: int | None = None) -> list[tuple[int, int]]:
+    """Split ``texts`` into ranges ``(start, stop)`` of about ``_CHUNK`` characters (at most:
+    ``size``, if given, is their length in all or more)."""
     count = len(texts)
-    step = max(1, count * _CHUNK // max(sum(map(len, texts)), 1))
+    if size is None:
+        size = sum(map(len, texts))
+    if size <= _CHUNK:
+        return [(0, count)]
+    step = max(1, count * _CHUNK // size)
     return [(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _decode_json_pieces(pieces: list[str], size: int) -> tuple[list[str], list[int]] | None:
+    """Decode ``pieces`` (ASCII values after their opening quote, each ending with its
+    closing quote, none holding a raw newline; ``size`` characters at most in all) with
+    JSON's C scanner, a JSON array of about ``_CHUNK`` characters at a time; None if one is
+    not a well-formed JSON string. Pieces with an escape JSON does not read as Go does are
+    left out: their values are empty strings and their indexes are returned, to be decoded
+    otherwise.
+
+    Why an array is exact: its elements are joined by ``,`` and a raw newline, which JSON
+    allows between values but (strict mode) never inside a string, and no piece holds a raw
+    newline. So no string can run across a joint. If the array holds only strings (raw
+    quotes in the pieces could make it hold numbers, or arrays and objects spanning several
+    pieces), each piece ``"<value>"`` starts one, where a value is expected. Getting
+    exactly as many strings as pieces then means each piece yielded one; as each piece ends
+    with a double quote, which is not JSON whitespace, that string ends at the piece's
+    closing quote: no value has a raw quote or ends in a backslash that escapes its closing
+    quote. (A temporary string of hundreds of kilobytes would cost more in page faults than
+    its parsing: hence the chunks.)
+    """
+    values: list[str] = []
+    go_indexes: list[int] = []
+    for start, stop in _chunks(pieces, size):
+        chunk = pieces[start:stop]
+        array = _json_array(chunk)
+        found = _go_pieces(array, chunk)
+        if found:
+            array = _json_array(chunk)  # without them
+            go_indexes += map(start.__add__, found)
+        part = _scan_array(array, len(chunk))
+        if part is None:
+            return None
+        values += part
+    return values, go_indexes
+
+
+def _scan_array(array: str, count: int) -> list[str] | None:
+    """The ``count`` strings of ``array``, a JSON array made by ``_json_array`` (see
+    _decode_json_pieces), or None if it holds anything else."""
+    part: list[str]
+    try:
+        part, end = _scan_json(array, 0)
+    except (ValueError, StopIteration):  # StopIteration: no JSON value where one must be
+        return None
+    if len(part) != count or end != len(array):
+        return None
+    try:
+        "".join(part)  # fails unless all are strings (the fastest check)
+    except TypeError:
+        return None
+    return part
 
 
 def _json_array(pieces: list[str]) -> str:
