@@ -1158,3 +1158,28 @@ def test_a_class_that_arranges_its_sources_reads_them_all_at_every_reload(
     _write_pod(podinfo, annotations={"x": "1"})
     assert settings.reload().status == "applied"
     assert settings.workers == 3
+
+
+def test_a_validator_that_changes_its_input_does_not_change_what_the_next_reload_sees(
+    podinfo: KubeletWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_pod(podinfo, annotations={"marker": "1"})
+    monkeypatch.setenv("LIMITS", json.dumps({"cpu": 1}))
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path)
+        marker: int = 0
+        limits: dict[str, int] = {}
+
+        @model_validator(mode="before")
+        @classmethod
+        def double(cls, data: Any) -> Any:
+            data["limits"]["cpu"] *= 2  # in place, in the input pydantic was given
+            return data
+
+    settings = canaryconf.live(Settings)
+    assert settings.limits == {"cpu": 2}
+    for marker in (2, 3):
+        _write_pod(podinfo, annotations={"marker": str(marker)})
+        assert settings.reload().status == "applied"
+        assert (settings.marker, settings.limits) == (marker, {"cpu": 2})

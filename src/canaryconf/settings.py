@@ -10,6 +10,7 @@ metadata overrides.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -284,12 +285,14 @@ def _values_with_static(
     """The input pydantic validates: the volume sources' values merged with the static
     ones, in canaryconf's order, the way pydantic-settings merges its sources (a higher
     source's dict is merged into a lower one's, key by key; anything else replaces)."""
+    # The static values are copied (when there are any): a ``mode="before"`` validator
+    # may change its input in place, and the next reload must see them as they were read.
     ctx.record_static("init", static.init)
-    layers: list[Mapping[str, Any]] = [static.init]
+    layers: list[Mapping[str, Any]] = [copy.deepcopy(static.init) if static.init else {}]
     layers.extend(source() for source in cls.volume_sources(cls))
     for name, data in static.below_volumes():
         ctx.record_static(name, data)
-        layers.append(data)
+        layers.append(copy.deepcopy(data) if data else {})
     state: dict[str, Any] = {}
     for data in reversed(layers):
         state = _deep_update(state, data)

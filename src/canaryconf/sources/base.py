@@ -9,6 +9,7 @@ and key without showing the value.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -606,7 +607,9 @@ class TrackedSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data = self.inner()
-        self.context.captured[self.origin] = data
+        # A copy: validation may change the data it is given in place (a "before"
+        # validator), and a reload merges what the source gave, not what was made of it.
+        self.context.captured[self.origin] = copy.deepcopy(data) if data else {}
         self.context.record_static(self.origin, data)
         return data
 
