@@ -67,6 +67,9 @@ KUBELET_MASK = IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 GONE_MASK = IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED
 
 _HEADER = struct.Struct("iIII")
+_BUFFER = 64 * 1024
+#: An event with the longest name the kernel sends (NAME_MAX and its padding).
+_LARGEST_EVENT = _HEADER.size + 256 + 16
 
 
 class InotifyUnavailable(OSError):
@@ -163,7 +166,7 @@ def read_events(fd: int) -> list[InotifyEvent]:
     events: list[InotifyEvent] = []
     while True:
         try:
-            buffer = os.read(fd, 64 * 1024)
+            buffer = os.read(fd, _BUFFER)
         except BlockingIOError:
             return events
         offset = 0
@@ -173,3 +176,7 @@ def read_events(fd: int) -> list[InotifyEvent]:
             raw = buffer[start : start + length].rstrip(b"\0")
             events.append(InotifyEvent(wd, mask, os.fsdecode(raw)))
             offset = start + length
+        if len(buffer) <= _BUFFER - _LARGEST_EVENT:
+            # Room for another event was left: the queue was empty. (One queued since
+            # makes the descriptor readable again.)
+            return events

@@ -248,14 +248,15 @@ def read_volume(
     (True, b'role="canary"')
     """
     root = os.fspath(path)
-    if read_data_target(root) is None:
+    first = read_data_target(root)
+    if first is None:
         _check_root(root)  # (a ``..data`` link in it says it is a directory)
     # Real paths are resolved only when a symlink or a subdirectory needs them: a generation
     # the kubelet wrote has neither, and resolving costs a system call per path component.
     real_root = _RealPath(lambda: os.path.realpath(root))
     attempts = max(1, retries)
-    for _ in range(attempts):
-        target = read_data_target(root)
+    for attempt in range(attempts):
+        target = first if attempt == 0 else read_data_target(root)
         if target is None:
             try:
                 files = _read_tree(
@@ -522,13 +523,14 @@ def read_volume_files(
     ['labels']
     """
     root = os.fspath(path)
-    if read_data_target(root) is None:
+    first = read_data_target(root)
+    if first is None:
         _check_root(root)
     real_root = _RealPath(lambda: os.path.realpath(root))
     wanted = sorted({n for n in names if _plain_relative(n)})
     attempts = max(1, retries)
-    for _ in range(attempts):
-        target = read_data_target(root)
+    for attempt in range(attempts):
+        target = first if attempt == 0 else read_data_target(root)
         if target is not None and (
             "/" in target or not target.startswith("..") or target in ("..", DATA_LINK)
         ):
