@@ -144,6 +144,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, SecretStr, create_model
+from run_all import fmt as _fmt  # one way to show a figure across the benchmarks
 
 BENCH_DIR = Path(__file__).resolve().parent
 SRC_DIR = BENCH_DIR.parent / "src"
@@ -1984,26 +1985,6 @@ def run(
     for note in notes:
         say(f"note: {note}")
     return rows
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "-"
-        if value == 0:
-            return "0"
-        if abs(value) >= 100:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        if abs(value) >= 0.01:
-            return f"{value:.2f}"
-        return f"{value:.4f}".rstrip("0") if abs(value) >= 0.0001 else f"{value:.1e}"
-    return str(value)
 
 
 def _pair(row: dict[str, Any], low: str, mid: str) -> str:
