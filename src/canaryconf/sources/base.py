@@ -424,9 +424,13 @@ class VolumeSource(PydanticBaseSettingsSource):
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
+        """The raw value of ``field`` and its origin, or None. Asked only for the fields
+        this kind :meth:`serves`."""
         raise NotImplementedError
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if not type(self).serves(self.settings_cls, field_name, field):
+            return None, field_name, False
         found = self.lookup(field_name, field, field_mapping(field))
         return (found[0] if found else None), field_name, False
 

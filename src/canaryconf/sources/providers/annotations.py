@@ -52,11 +52,7 @@ class AnnotationsSource(VolumeSource):
 
     @classmethod
     def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
-        reads = any(
-            (m := field_mapping(f)).source == "annotation"
-            or (m.source is None and not is_secret_field(f))
-            for f in settings_cls.model_fields.values()
-        )
+        reads = any(cls.serves(settings_cls, n, f) for n, f in settings_cls.model_fields.items())
         files = {config_value(settings_cls, "annotations_file")} if reads else set()
         return {d: set(files) for d in downward_dirs(settings_cls)}
 
@@ -66,6 +62,8 @@ class AnnotationsSource(VolumeSource):
 
     @classmethod
     def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
+        # A plain secret field never comes from annotations: anyone who can read the pod
+        # can read them.
         source = field_mapping(field).source
         return source == "annotation" or (source is None and not is_secret_field(field))
 
@@ -77,10 +75,6 @@ class AnnotationsSource(VolumeSource):
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
-        if mapping.source not in (None, "annotation"):
-            return None
-        if mapping.source is None and is_secret_field(field):
-            return None  # annotations are readable by anyone who can read the pod
         found = self.context.downward_map(self._file)
         if found is None:
             return None

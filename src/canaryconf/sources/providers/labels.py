@@ -60,11 +60,7 @@ class LabelsSource(VolumeSource):
 
     @classmethod
     def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
-        reads = any(
-            cls.field_keys(settings_cls, name, f)
-            and not (field_mapping(f).source is None and is_secret_field(f))
-            for name, f in settings_cls.model_fields.items()
-        )
+        reads = any(cls.serves(settings_cls, n, f) for n, f in settings_cls.model_fields.items())
         files = {config_value(settings_cls, "labels_file")} if reads else set()
         return {d: set(files) for d in downward_dirs(settings_cls)}
 
@@ -83,24 +79,18 @@ class LabelsSource(VolumeSource):
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
-        rollout = is_rollout_field(field)
-        prefix = config_value(self.settings_cls, "label_prefix")
-        if not rollout and not (
-            mapping.source == "label"
-            or (mapping.source is None and prefix is not None and not is_secret_field(field))
-        ):
-            return None
         found = self.context.downward_map(config_value(self.settings_cls, "labels_file"))
         if found is None:
             return None
         values, path, text = found
-        if rollout:
+        if is_rollout_field(field):
             role_label = config_value(self.settings_cls, "role_label")
             info = {
                 "role": values.get(role_label),
                 "pod_template_hash": values.get(POD_TEMPLATE_HASH_LABEL),
             }
             return info, Origin(path, role_label, map_text=text)
+        prefix = config_value(self.settings_cls, "label_prefix")
         key = full_key(mapping.key or dashed(field_name), prefix)
         if key not in values:
             return None
