@@ -666,6 +666,38 @@ def test_an_annotations_entry_that_is_a_directory_is_a_bad_version(
 # -- what a reload reads ----------------------------------------------------------------
 
 
+def test_the_downward_volume_is_read_for_the_files_the_fields_read(
+    podinfo: KubeletWriter, app: LiveSettings[Any]
+) -> None:
+    """The kubelet writes only what the pod spec lists; the class reads labels and
+    annotations, so a change to another item (a name) is no new version."""
+    files = {**payload(color="green"), "name": "shop-7f9c4d2e1-abcde"}
+    podinfo.write(files)
+    assert app.reload().status == "applied"
+    snapshot = app._core.state.current.volumes[str(podinfo.path)]
+    assert set(files) > {"annotations", "labels"}  # namespace, name...
+    assert snapshot is not None and sorted(snapshot.files) == ["annotations", "labels"]
+    podinfo.write({**files, "name": "shop-7f9c4d2e1-vwxyz"})
+    result = app.reload()
+    assert (result.status, result.reason) == ("unchanged", "same-content")
+    assert app.generation == podinfo.generation  # that generation is the one now read
+
+
+def test_a_class_that_places_its_sources_itself_reads_the_downward_volume_whole(
+    podinfo: KubeletWriter,
+) -> None:
+    class Own(settings_for(podinfo.path)):  # type: ignore[misc]
+        @classmethod
+        def settings_customise_sources(cls, settings_cls: Any, **sources: Any) -> Any:
+            return (sources["init_settings"], *cls.volume_sources(settings_cls))
+
+    files = {**payload(), "name": "shop-1"}
+    podinfo.write(files)
+    settings = live(Own)
+    snapshot = settings._core.state.current.volumes[str(podinfo.path)]
+    assert snapshot is not None and set(snapshot.files) == set(files)
+
+
 def test_live_settings_of_one_volume_share_the_read_and_parse_of_each_generation(
     podinfo: KubeletWriter,
 ) -> None:

@@ -15,6 +15,8 @@ from canaryconf._cli.common import Redaction, explicit_dirs, retarget
 from canaryconf.cli import build_parser
 from canaryconf.settings import secret_fields
 from canaryconf.sources.base import (
+    Origin,
+    VolumeSource,
     as_dirs,
     files_needed,
     register_source,
@@ -22,7 +24,7 @@ from canaryconf.sources.base import (
     unregister_source,
     volume_dirs,
 )
-from canaryconf.sources.providers import ProjectedSource
+from canaryconf.sources.providers import ConfigMapSource, ProjectedSource
 from canaryconf.sources.providers._key_per_file import KeyPerFileSource
 from canaryconf.testing import KubeletWriter
 
@@ -104,6 +106,59 @@ def test_a_kind_defined_outside_canaryconf_is_read_watched_and_redacted(
     assert settings.api_key == "k-2"
 
 
+class LookupOnly(VolumeSource):
+    """A kind written the way the first release asked: ``lookup`` only."""
+
+    kind = "env_dir"
+    config_key = "env_dirs"
+
+    def lookup(self, field_name: str, field: Any, mapping: Any) -> Any:
+        for directory in self.dirs(self.settings_cls):
+            snapshot = self.context.volume(directory)
+            if snapshot is not None and field_name in snapshot.files:
+                return snapshot.text(field_name), Origin(snapshot.file_path(field_name))
+        return None
+
+
+class UpperConfigMaps(ConfigMapSource):
+    """A built-in kind with a lookup of its own: that lookup is asked, not the fetcher it
+    inherits."""
+
+    kind = "upper"
+    config_key = "upper_dirs"
+
+    def lookup(self, field_name: str, field: Any, mapping: Any) -> Any:
+        found = super().lookup(field_name, field, mapping)
+        return None if found is None else (found[0].upper(), found[1])
+
+
+def test_a_kind_may_define_lookup_or_fetcher(tmp_path: Path) -> None:
+    KubeletWriter(tmp_path / "env").write({"region": "eu-west-1"})
+    KubeletWriter(tmp_path / "upper").write({"zone": "b"})
+    register_source(LookupOnly)
+    register_source(UpperConfigMaps)
+    try:
+
+        class Settings(CanarySettings):
+            model_config = CanaryConfigDict(
+                downward_api_dir=None,
+                env_dirs=str(tmp_path / "env"),  # type: ignore[typeddict-unknown-key]
+                upper_dirs=str(tmp_path / "upper"),  # type: ignore[typeddict-unknown-key]
+            )
+            region: str = ""
+            zone: str = ""
+
+        settings = live(Settings)
+        assert (settings.region, settings.zone) == ("eu-west-1", "B")
+        KubeletWriter(tmp_path / "env").write({"region": "us-east-2"})
+        assert settings.reload().status == "applied"
+        assert settings.region == "us-east-2"
+        assert settings.current.origins["zone"].source == str(tmp_path / "upper" / "zone")
+    finally:
+        unregister_source("upper")
+        unregister_source("env_dir")
+
+
 def test_unregistered_kind_leaves_no_trace(tmp_path: Path) -> None:
     register_source(VaultAgentSource)
     unregister_source("vault")
@@ -144,7 +199,7 @@ def test_each_kind_declares_which_of_its_files_are_secret(tmp_path: Path) -> Non
     assert redaction.file(str(tmp_path / "app"), "log-level", "debug") == "debug"
 
 
-def test_only_selective_kinds_restrict_reads(tmp_path: Path) -> None:
+def test_selective_kinds_restrict_reads(tmp_path: Path) -> None:
     class Settings(CanarySettings):
         model_config = CanaryConfigDict(
             downward_api_dir=str(tmp_path / "podinfo"),
@@ -155,7 +210,8 @@ def test_only_selective_kinds_restrict_reads(tmp_path: Path) -> None:
         token: SecretStr = SecretStr("")
 
     needed = files_needed(Settings)
-    assert needed[str(tmp_path / "podinfo")] is None  # a plain volume is read whole
-    assert needed[str(tmp_path / "cm")] is None
+    # A downwardAPI volume: its label and annotation files (no other item).
+    assert needed[str(tmp_path / "podinfo")] == {"labels", "annotations"}
+    assert needed[str(tmp_path / "cm")] is None  # a ConfigMap volume is read whole
     # Plain fields may come from annotations and from files named like them.
     assert needed[str(tmp_path / "app")] == {"annotations", "db_url", "db-url", "token"}

@@ -335,7 +335,7 @@ def shop_files(marker: int, **overrides: str | None) -> dict[str, str | bytes]:
 
     ``overrides`` replace an annotation's value; ``threshold`` replaces the ConfigMap file
     (``None`` removes it); ``raw_line`` adds a line no kubelet writes to the annotations;
-    ``big`` adds a file of that many bytes."""
+    ``big`` makes the ConfigMap file (one the class reads) that many bytes."""
     annotations = {
         "kubernetes.io/config.seen": DEFAULT_CONFIG_SEEN,
         f"{PREFIX}marker": str(marker),
@@ -351,7 +351,7 @@ def shop_files(marker: int, **overrides: str | None) -> dict[str, str | bytes]:
             else:
                 files["threshold"] = value
         elif key == "big":
-            files["big"] = "x" * int(value or 0)
+            files["threshold"] = "9" * int(value or 0)
         elif key != "raw_line":
             annotations[f"{PREFIX}{key}"] = str(value)
     text = format_map(annotations)
@@ -374,7 +374,7 @@ CONTENT_KINDS: dict[str, dict[str, str | None]] = {
 }
 #: Rejected while the volume is read: no content digest exists for them.
 READ_KINDS: dict[str, dict[str, str | None]] = {
-    "file over the size cap": {"big": str(SIZE_CAP + 1)},
+    "file over the size cap": {"big": str(SIZE_CAP + 1)},  # (a file a field reads)
 }
 
 

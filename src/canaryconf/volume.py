@@ -75,6 +75,10 @@ class VolumeSnapshot:
     generation: str | None
     files: Mapping[str, bytes]
     digest: str = field(default="")
+    #: The names asked for that are directories, not files (:func:`read_volume_files`,
+    #: which reads no directory): a reader that expected a file there can tell a broken
+    #: version from a missing file. A whole read shows a directory by the files under it.
+    directories: frozenset[str] = field(default=frozenset())
     #: What readers derived from these files (a parsed label file), kept with them: a
     #: generation never changes, so whoever reads the same snapshot derives it once.
     derived: dict[object, object] = field(
@@ -85,7 +89,7 @@ class VolumeSnapshot:
         if not isinstance(self.files, MappingProxyType):
             object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
         if not self.digest:
-            object.__setattr__(self, "digest", content_digest(self.files))
+            object.__setattr__(self, "digest", content_digest(self.files, self.directories))
 
     def file_path(self, name: str) -> str:
         """The path a user should see for file ``name`` (the stable top-level one)."""
@@ -166,8 +170,10 @@ class GenerationCache:
         self._last.clear()
 
 
-def content_digest(files: Mapping[str, bytes]) -> str:
-    """SHA-256 over the sorted names and contents (length-prefixed, so unambiguous)."""
+def content_digest(files: Mapping[str, bytes], directories: Iterable[str] = ()) -> str:
+    """SHA-256 over the sorted names and contents (length-prefixed, so unambiguous), and
+    the names of ``directories`` (marked apart from files: a version with a directory
+    where a file is expected differs from one with nothing there)."""
     h = hashlib.sha256()
     for name in sorted(files):
         data = files[name]
@@ -176,6 +182,11 @@ def content_digest(files: Mapping[str, bytes]) -> str:
         h.update(encoded)
         h.update(len(data).to_bytes(8, "big"))
         h.update(data)
+    for name in sorted(directories):
+        encoded = name.encode("utf-8", errors="surrogateescape")
+        h.update(b"\xff\xff\xff\xff")  # (no name is 4 GiB long: a directory's mark)
+        h.update(len(encoded).to_bytes(4, "big"))
+        h.update(encoded)
     return h.hexdigest()
 
 
@@ -539,15 +550,24 @@ def read_volume_files(
         if target is not None:
             base = os.path.join(root, target)
             _checked_generation(root, target, real_root)
+        directories: set[str] = set()
         try:
             files = _read_named(
-                base, root, real_root, wanted, max_file=max_file_bytes, max_total=max_volume_bytes
+                base,
+                root,
+                real_root,
+                wanted,
+                directories,
+                max_file=max_file_bytes,
+                max_total=max_volume_bytes,
             )
         except _GenerationVanished:
             continue
         if target is not None and read_data_target(root) != target:
             continue
-        return VolumeSnapshot(path=root, generation=target, files=files)
+        return VolumeSnapshot(
+            path=root, generation=target, files=files, directories=frozenset(directories)
+        )
     raise VolumeError(root, f"kept changing while being read ({attempts} attempts)")
 
 
@@ -562,7 +582,14 @@ def _plain_relative(name: str) -> bool:
 
 
 def _read_named(
-    base: str, root: str, real_root: _RealPath, names: list[str], *, max_file: int, max_total: int
+    base: str,
+    root: str,
+    real_root: _RealPath,
+    names: list[str],
+    directories: set[str],
+    *,
+    max_file: int,
+    max_total: int,
 ) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
@@ -577,7 +604,8 @@ def _read_named(
             if mode is not None and (
                 stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and os.path.isdir(full))
             ):
-                continue  # a directory of the volume, not a file a field can read
+                directories.add(name)  # not a file a field can read: said, not read
+                continue
             data = _read_capped(full, max_file, max_total - total)
         except VolumeError as exc:
             raise type(exc)(shown, exc.reason) from None

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BuildContext",
+    "Fetch",
     "Origin",
     "StaticValues",
     "TrackedSource",
@@ -46,6 +47,7 @@ __all__ = [
     "dashed",
     "field_names_by_key",
     "input_key",
+    "map_files_needed",
     "register_source",
     "registered_sources",
     "unregister_source",
@@ -204,7 +206,9 @@ class BuildContext:
             if file in snapshot.files:
                 return snapshot, snapshot.files[file]
             nested = file + "/"
-            if any(name.startswith(nested) for name in snapshot.files):
+            if file in snapshot.directories or any(
+                name.startswith(nested) for name in snapshot.files
+            ):
                 # Not "no annotations": a version whose map file is a directory is broken,
                 # and taking the defaults for it would apply settings nobody wrote.
                 raise VolumeError(
@@ -276,32 +280,52 @@ def read_settings_volume(
 
 def downward_dirs(settings_cls: type[BaseSettings]) -> list[str]:
     """Where downward files are looked for: ``downward_api_dir``, then the directories of
-    the selective kinds (``projected_dirs``: a projected volume can hold downward items)."""
+    the kinds whose volumes can hold downward items (``projected_dirs``)."""
 
     def compute() -> tuple[str, ...]:
         dirs = as_dirs(config_value(settings_cls, "downward_api_dir"))
         for source in _REGISTRY:
-            if source.selective:
+            if source.holds_downward_items:
                 dirs.extend(source.dirs(settings_cls))
         return tuple(dict.fromkeys(dirs))
 
     return list(class_memo(settings_cls, downward_dirs, compute))
 
 
+def map_files_needed(
+    kind: type[VolumeSource], settings_cls: type[BaseSettings], file: str
+) -> dict[str, set[str] | None]:
+    """What the label or annotation kind reads: its map ``file`` in the downwardAPI
+    volume, whatever the fields (every LiveSettings of the volume then asks for the same
+    files and shares one read), and in a projected volume only if a field reads it (an
+    item there may be one this user cannot read)."""
+    reads = any(kind.serves(settings_cls, n, f) for n, f in settings_cls.model_fields.items())
+    own = set(as_dirs(config_value(settings_cls, "downward_api_dir")))
+    return {d: ({file} if reads or d in own else set()) for d in downward_dirs(settings_cls)}
+
+
 def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
     """For each directory the class reads: the files its fields can read there, or None
     for "every file". A directory is read selectively only when every source kind that
     reads it can say which files it needs (:meth:`VolumeSource.files_needed`) and at least
-    one kind asks for that (:attr:`VolumeSource.selective`)."""
+    one kind asks for that (:attr:`VolumeSource.selective`): a projected volume (whose
+    items may have modes that keep this user out), and the downwardAPI volume (which holds
+    only what the pod spec lists: the label, annotation and pod-field kinds read their
+    files and no others) unless the class places its sources itself."""
     return dict(class_memo(settings_cls, files_needed, lambda: _files_needed(settings_cls)))
 
 
 def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
     needed: dict[str, set[str] | None] = {}
     selective: set[str] = set()
+    # A class that places its sources itself may read any file of the downwardAPI volume
+    # (through sources no kind describes): that volume is read whole for it.
+    whole = set(as_dirs(config_value(settings_cls, "downward_api_dir")))
+    if not _arranges_own_sources(settings_cls):
+        whole.clear()
     for source in _REGISTRY:
         for directory, files in source.files_needed(settings_cls).items():
-            if source.selective:
+            if source.selective and directory not in whole:
                 selective.add(directory)
             if directory not in needed:
                 needed[directory] = None if files is None else set(files)
@@ -311,6 +335,15 @@ def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] 
     return {
         d: (frozenset(f) if f is not None and d in selective else None) for d, f in needed.items()
     }
+
+
+def _arranges_own_sources(settings_cls: type[BaseSettings]) -> bool:
+    """Whether the class overrides ``settings_customise_sources`` (canaryconf's class
+    defines it next to ``volume_sources``)."""
+    for klass in settings_cls.__mro__:
+        if "settings_customise_sources" in vars(klass):
+            return "volume_sources" not in vars(klass)
+    return True
 
 
 def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
@@ -345,7 +378,8 @@ def exit_context(token: Any) -> None:
 
 
 class VolumeSource(PydanticBaseSettingsSource):
-    """Base of the volume-backed sources: subclasses implement :meth:`lookup`.
+    """Base of the volume-backed sources: subclasses implement :meth:`fetcher` (or
+    :meth:`lookup`).
 
     ``lookup`` returns the raw text of a field and its :class:`Origin`, or None. Complex
     fields (dict, list, models) are decoded from JSON here, with an error that names the
@@ -357,9 +391,10 @@ class VolumeSource(PydanticBaseSettingsSource):
     and that key's ``default_dirs``, whether everything it reads is ``secret`` or only the
     files listed under the ``secret_keys_key`` of ``model_config`` (the Secret items of a
     projected volume), the ``cli_flag`` that points it elsewhere, whether it reads only
-    the files fields need (``selective``), and, through :meth:`field_keys`, which files or
-    keys a field reads. Register it with :func:`register_source` to add it to every
-    :class:`CanarySettings`.
+    the files fields need (``selective``), whether its volumes can hold downward items
+    (``holds_downward_items``: the label, annotation and pod-field kinds look there too),
+    and, through :meth:`field_keys`, which files or keys a field reads. Register it with
+    :func:`register_source` to add it to every :class:`CanarySettings`.
     """
 
     kind: ClassVar[str] = ""
@@ -370,6 +405,7 @@ class VolumeSource(PydanticBaseSettingsSource):
     cli_flag: ClassVar[str | None] = None
     cli_help: ClassVar[str | None] = None
     selective: ClassVar[bool] = False
+    holds_downward_items: ClassVar[bool] = False
 
     @classmethod
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
@@ -421,12 +457,31 @@ class VolumeSource(PydanticBaseSettingsSource):
         super().__init__(settings_cls)
         self.context = context or current_context(settings_cls)
 
+    @classmethod
+    def fetcher(
+        cls,
+        settings_cls: type[BaseSettings],
+        field_name: str,
+        field: FieldInfo,
+        mapping: FieldMapping,
+    ) -> Fetch | None:
+        """How this kind finds ``field``'s value, worked out once per class: what follows
+        from the declaration (the file, the key, a prefix, secrecy) is settled here, and
+        the function returned only looks in the files of one build. Return None to look
+        with :meth:`lookup` instead (a kind that defines only that). Asked only for the
+        fields this kind :meth:`serves`."""
+        return None
+
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
     ) -> tuple[Any, Origin] | None:
         """The raw value of ``field`` and its origin, or None. Asked only for the fields
-        this kind :meth:`serves`."""
-        raise NotImplementedError
+        this kind :meth:`serves`. The built-in kinds define :meth:`fetcher` instead, and
+        this asks it; a kind of your own may define either."""
+        fetch = _fetch_of(type(self), self.settings_cls, field_name, field, mapping)
+        if fetch is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither fetcher nor lookup")
+        return fetch(self.context)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         if not type(self).serves(self.settings_cls, field_name, field):
@@ -436,18 +491,10 @@ class VolumeSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        kind = type(self)
-        served = class_memo(
-            self.settings_cls,
-            (VolumeSource.serves, kind),
-            lambda: tuple(
-                (name, field, mapping, key, self._complexity(field))
-                for name, field, mapping, key in _field_plan(self.settings_cls)
-                if kind.serves(self.settings_cls, name, field)
-            ),
-        )
-        for field_name, field, mapping, key, (complex_, may_stay_text) in served:
-            found = self.lookup(field_name, field, mapping)
+        context = self.context
+        origins = context.origins
+        for field_name, field, mapping, key, fetch, complex_, may_stay_text in _served(self):
+            found = self.lookup(field_name, field, mapping) if fetch is None else fetch(context)
             if found is None:
                 continue
             value, origin = found
@@ -464,19 +511,61 @@ class VolumeSource(PydanticBaseSettingsSource):
                     self.context.problems.append(_json_limit_problem(field_name, exc, origin))
                     continue
             data[key] = value
-            self.context.record(field_name, origin)
+            origins.setdefault(field_name, origin)  # (BuildContext.record, inline)
         return data
 
-    def _complexity(self, field: FieldInfo) -> tuple[bool, bool]:
-        """Whether a text value of ``field`` is JSON, and whether text that is not JSON may
-        still be given to pydantic (``list[str] | str``). ``dict | None`` is JSON."""
-        if self.field_is_complex(field):
-            return True, False
-        members = [m for m in get_args(field.annotation) if m is not type(None)]
-        if get_origin(field.annotation) not in (Union, UnionType) or not members:
-            return False, False
-        complex_ = [self.field_is_complex(FieldInfo(annotation=m)) for m in members]
-        return any(complex_), not all(complex_)
+
+#: One field's look-up in one build (see :meth:`VolumeSource.fetcher`).
+Fetch = Callable[[BuildContext], "tuple[Any, Origin] | None"]
+
+
+def _fetch_of(
+    kind: type[VolumeSource],
+    settings_cls: type[BaseSettings],
+    field_name: str,
+    field: FieldInfo,
+    mapping: FieldMapping,
+) -> Fetch | None:
+    """``kind.fetcher(...)`` for one field, once per class."""
+    return class_memo(
+        settings_cls,
+        (VolumeSource.fetcher, kind, field_name),
+        lambda: kind.fetcher(settings_cls, field_name, field, mapping),
+    )
+
+
+_Served = tuple[str, FieldInfo, FieldMapping, str, "Fetch | None", bool, bool]
+
+
+def _served(source: VolumeSource) -> tuple[_Served, ...]:
+    """What a build asks the kind of ``source``, once per settings class: each field the
+    kind serves, with its mapping, input key and fetch, and whether its text is JSON (and
+    may stay text when it is not)."""
+    kind, settings_cls = type(source), source.settings_cls
+    # A kind that defines its own lookup (a subclass of a built-in kind too) is asked that.
+    own_lookup = kind.lookup is not VolumeSource.lookup
+
+    def compute() -> tuple[_Served, ...]:
+        served = []
+        for name, field, mapping, key in _field_plan(settings_cls):
+            if kind.serves(settings_cls, name, field):
+                fetch = None if own_lookup else _fetch_of(kind, settings_cls, name, field, mapping)
+                served.append((name, field, mapping, key, fetch, *_complexity(source, field)))
+        return tuple(served)
+
+    return class_memo(settings_cls, (VolumeSource.serves, kind), compute)
+
+
+def _complexity(source: VolumeSource, field: FieldInfo) -> tuple[bool, bool]:
+    """Whether a text value of ``field`` is JSON, and whether text that is not JSON may
+    still be given to pydantic (``list[str] | str``). ``dict | None`` is JSON."""
+    if source.field_is_complex(field):
+        return True, False
+    members = [m for m in get_args(field.annotation) if m is not type(None)]
+    if get_origin(field.annotation) not in (Union, UnionType) or not members:
+        return False, False
+    complex_ = [source.field_is_complex(FieldInfo(annotation=m)) for m in members]
+    return any(complex_), not all(complex_)
 
 
 def _field_plan(

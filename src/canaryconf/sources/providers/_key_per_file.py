@@ -8,7 +8,7 @@ from pydantic.fields import FieldInfo
 
 from canaryconf._errors import FieldProblem
 from canaryconf._fields import FieldMapping, field_mapping
-from canaryconf.sources.base import Origin, VolumeSource, class_memo, dashed
+from canaryconf.sources.base import BuildContext, Fetch, Origin, VolumeSource, dashed
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -49,43 +49,44 @@ class KeyPerFileSource(VolumeSource):
             cls.field_keys(settings_cls, field_name, field)
         )
 
-    def is_secret_key(self, key: str, mapping: FieldMapping) -> bool:
-        """Whether the value of file ``key`` is secret: its field says so, or the kind
-        does (:meth:`~canaryconf.sources.base.VolumeSource.secret_files`)."""
-        files = self.secret_files(self.settings_cls)
-        return mapping.secret or files is None or key in files
+    @classmethod
+    def fetcher(
+        cls,
+        settings_cls: type[BaseSettings],
+        field_name: str,
+        field: FieldInfo,
+        mapping: FieldMapping,
+    ) -> Fetch:
+        keys = cls.field_keys(settings_cls, field_name, field)
+        dirs = cls.dirs(settings_cls)
+        # Whether the value of file ``key`` is secret: its field says so, or the kind does
+        # (:meth:`~canaryconf.sources.base.VolumeSource.secret_files`).
+        files = cls.secret_files(settings_cls)
+        secret = {key: mapping.secret or files is None or key in files for key in keys}
 
-    def lookup(
-        self, field_name: str, field: FieldInfo, mapping: FieldMapping
-    ) -> tuple[Any, Origin] | None:
-        cls = type(self)
-        keys = class_memo(
-            self.settings_cls,
-            (cls.field_keys, field_name),
-            lambda: cls.field_keys(self.settings_cls, field_name, field),
-        )
-        if not keys:
-            return None
-        for directory in self.dirs(self.settings_cls):
-            snapshot = self.context.volume(directory)
-            if snapshot is None:
-                continue
-            for key in keys:
-                data = snapshot.files.get(key)
-                if data is None:
+        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
+            for directory in dirs:
+                snapshot = context.volume(directory)
+                if snapshot is None:
                     continue
-                origin = Origin(
-                    snapshot.file_path(key), key, secret=self.is_secret_key(key, mapping)
-                )
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    self.context.problems.append(
-                        FieldProblem(field_name, "file is not valid UTF-8 text", origin.source, key)
-                    )
-                    return None
-                return _drop_one_newline(text), origin
-        return None
+                for key in keys:
+                    data = snapshot.files.get(key)
+                    if data is None:
+                        continue
+                    origin = Origin(snapshot.file_path(key), key, secret=secret[key])
+                    try:
+                        text = data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        context.problems.append(
+                            FieldProblem(
+                                field_name, "file is not valid UTF-8 text", origin.source, key
+                            )
+                        )
+                        return None
+                    return _drop_one_newline(text), origin
+            return None
+
+        return fetch
 
 
 def _drop_one_newline(text: str) -> str:

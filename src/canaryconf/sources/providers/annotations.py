@@ -9,11 +9,13 @@ from pydantic.fields import FieldInfo
 from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
 from canaryconf.sources.base import (
     BuildContext,
+    Fetch,
     Origin,
     VolumeSource,
     config_value,
     dashed,
     downward_dirs,
+    map_files_needed,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ class AnnotationsSource(VolumeSource):
     kind = "annotation"
     config_key = "downward_api_dir"
     default_dirs = "/etc/podinfo"
+    selective = True
 
     @classmethod
     def field_keys(
@@ -52,9 +55,7 @@ class AnnotationsSource(VolumeSource):
 
     @classmethod
     def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
-        reads = any(cls.serves(settings_cls, n, f) for n, f in settings_cls.model_fields.items())
-        files = {config_value(settings_cls, "annotations_file")} if reads else set()
-        return {d: set(files) for d in downward_dirs(settings_cls)}
+        return map_files_needed(cls, settings_cls, config_value(settings_cls, "annotations_file"))
 
     @classmethod
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
@@ -67,19 +68,27 @@ class AnnotationsSource(VolumeSource):
         source = field_mapping(field).source
         return source == "annotation" or (source is None and not is_secret_field(field))
 
-    def __init__(self, settings_cls: type[BaseSettings], context: BuildContext | None = None):
-        super().__init__(settings_cls, context)
-        self._file: str = config_value(settings_cls, "annotations_file")
-        self._prefix: str = config_value(settings_cls, "annotation_prefix")
+    @classmethod
+    def fetcher(
+        cls,
+        settings_cls: type[BaseSettings],
+        field_name: str,
+        field: FieldInfo,
+        mapping: FieldMapping,
+    ) -> Fetch:
+        file: str = config_value(settings_cls, "annotations_file")
+        key = full_key(
+            mapping.key or dashed(field_name), config_value(settings_cls, "annotation_prefix")
+        )
+        secret = mapping.secret
 
-    def lookup(
-        self, field_name: str, field: FieldInfo, mapping: FieldMapping
-    ) -> tuple[Any, Origin] | None:
-        found = self.context.downward_map(self._file)
-        if found is None:
-            return None
-        values, path, text = found
-        key = full_key(mapping.key or dashed(field_name), self._prefix)
-        if key not in values:
-            return None
-        return values[key], Origin(path, key, secret=mapping.secret, map_text=text)
+        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
+            found = context.downward_map(file)
+            if found is None:
+                return None
+            values, path, text = found
+            if key not in values:
+                return None
+            return values[key], Origin(path, key, secret=secret, map_text=text)
+
+        return fetch

@@ -9,7 +9,16 @@ from pydantic.fields import FieldInfo
 
 from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
 from canaryconf.rollout import POD_TEMPLATE_HASH_LABEL, RolloutInfo
-from canaryconf.sources.base import Origin, VolumeSource, config_value, dashed, downward_dirs
+from canaryconf.sources.base import (
+    BuildContext,
+    Fetch,
+    Origin,
+    VolumeSource,
+    config_value,
+    dashed,
+    downward_dirs,
+    map_files_needed,
+)
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -44,6 +53,7 @@ class LabelsSource(VolumeSource):
     kind = "label"
     config_key = "downward_api_dir"
     default_dirs = "/etc/podinfo"
+    selective = True
 
     @classmethod
     def field_keys(
@@ -60,9 +70,7 @@ class LabelsSource(VolumeSource):
 
     @classmethod
     def files_needed(cls, settings_cls: type[BaseSettings]) -> dict[str, set[str] | None]:
-        reads = any(cls.serves(settings_cls, n, f) for n, f in settings_cls.model_fields.items())
-        files = {config_value(settings_cls, "labels_file")} if reads else set()
-        return {d: set(files) for d in downward_dirs(settings_cls)}
+        return map_files_needed(cls, settings_cls, config_value(settings_cls, "labels_file"))
 
     @classmethod
     def dirs(cls, settings_cls: type[BaseSettings]) -> list[str]:
@@ -76,22 +84,41 @@ class LabelsSource(VolumeSource):
             is_rollout_field(field) or source == "label" or (plain and not is_secret_field(field))
         )
 
-    def lookup(
-        self, field_name: str, field: FieldInfo, mapping: FieldMapping
-    ) -> tuple[Any, Origin] | None:
-        found = self.context.downward_map(config_value(self.settings_cls, "labels_file"))
-        if found is None:
-            return None
-        values, path, text = found
+    @classmethod
+    def fetcher(
+        cls,
+        settings_cls: type[BaseSettings],
+        field_name: str,
+        field: FieldInfo,
+        mapping: FieldMapping,
+    ) -> Fetch:
+        file: str = config_value(settings_cls, "labels_file")
         if is_rollout_field(field):
-            role_label = config_value(self.settings_cls, "role_label")
-            info = {
-                "role": values.get(role_label),
-                "pod_template_hash": values.get(POD_TEMPLATE_HASH_LABEL),
-            }
-            return info, Origin(path, role_label, map_text=text)
-        prefix = config_value(self.settings_cls, "label_prefix")
-        key = full_key(mapping.key or dashed(field_name), prefix)
-        if key not in values:
-            return None
-        return values[key], Origin(path, key, map_text=text)
+            role_label: str = config_value(settings_cls, "role_label")
+
+            def fetch_rollout(context: BuildContext) -> tuple[Any, Origin] | None:
+                found = context.downward_map(file)
+                if found is None:
+                    return None
+                values, path, text = found
+                info = {
+                    "role": values.get(role_label),
+                    "pod_template_hash": values.get(POD_TEMPLATE_HASH_LABEL),
+                }
+                return info, Origin(path, role_label, map_text=text)
+
+            return fetch_rollout
+        key = full_key(
+            mapping.key or dashed(field_name), config_value(settings_cls, "label_prefix")
+        )
+
+        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
+            found = context.downward_map(file)
+            if found is None:
+                return None
+            values, path, text = found
+            if key not in values:
+                return None
+            return values[key], Origin(path, key, map_text=text)
+
+        return fetch

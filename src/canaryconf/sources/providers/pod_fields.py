@@ -9,7 +9,7 @@ from pydantic.fields import FieldInfo
 
 from canaryconf._fields import FieldMapping, field_mapping
 from canaryconf.downward import decode_text
-from canaryconf.sources.base import Origin, VolumeSource, downward_dirs
+from canaryconf.sources.base import BuildContext, Fetch, Origin, VolumeSource, downward_dirs
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -31,6 +31,7 @@ class PodFieldsSource(VolumeSource):
     kind = "pod_field"
     config_key = "downward_api_dir"
     default_dirs = "/etc/podinfo"
+    selective = True
 
     @classmethod
     def field_keys(
@@ -58,13 +59,23 @@ class PodFieldsSource(VolumeSource):
     def serves(cls, settings_cls: type[BaseSettings], field_name: str, field: FieldInfo) -> bool:
         return bool(cls.field_keys(settings_cls, field_name, field))
 
-    def lookup(
-        self, field_name: str, field: FieldInfo, mapping: FieldMapping
-    ) -> tuple[Any, Origin] | None:
-        if mapping.source not in ("pod_field", "resource") or mapping.key is None:
+    @classmethod
+    def fetcher(
+        cls,
+        settings_cls: type[BaseSettings],
+        field_name: str,
+        field: FieldInfo,
+        mapping: FieldMapping,
+    ) -> Fetch | None:
+        key = mapping.key
+        if mapping.source not in ("pod_field", "resource") or key is None:
             return None
-        found = self.context.downward_file(mapping.key)
-        if found is None or not found[1]:
-            return None
-        snapshot, data = found
-        return decode_text(data), Origin(snapshot.file_path(mapping.key), mapping.key)
+
+        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
+            found = context.downward_file(key)
+            if found is None or not found[1]:
+                return None
+            snapshot, data = found
+            return decode_text(data), Origin(snapshot.file_path(key), key)
+
+        return fetch

@@ -33,3 +33,4 @@ class ProjectedSource(KeyPerFileSource):
         " no value of it is shown (the class's projected_secret_keys says which are secret)"
     )
     selective = True
+    holds_downward_items = True
