@@ -47,6 +47,7 @@ __all__ = [
     "dashed",
     "field_names_by_key",
     "input_key",
+    "map_fetch",
     "map_files_needed",
     "register_source",
     "registered_sources",
@@ -290,6 +291,21 @@ def downward_dirs(settings_cls: type[BaseSettings]) -> list[str]:
         return tuple(dict.fromkeys(dirs))
 
     return list(class_memo(settings_cls, downward_dirs, compute))
+
+
+def map_fetch(file: str, key: str, *, secret: bool = False) -> Fetch:
+    """The fetch of a field that is ``key`` of the label/annotation file ``file``."""
+
+    def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
+        found = context.downward_map(file)
+        if found is None:
+            return None
+        values, path, text = found
+        if key not in values:
+            return None
+        return values[key], Origin(path, key, secret=secret, map_text=text)
+
+    return fetch
 
 
 def map_files_needed(

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic.fields import FieldInfo
 
 from canaryconf._fields import FieldMapping, field_mapping, is_secret_field
 from canaryconf.sources.base import (
-    BuildContext,
     Fetch,
-    Origin,
     VolumeSource,
     config_value,
     dashed,
     downward_dirs,
+    map_fetch,
     map_files_needed,
 )
 
@@ -80,15 +79,4 @@ class AnnotationsSource(VolumeSource):
         key = full_key(
             mapping.key or dashed(field_name), config_value(settings_cls, "annotation_prefix")
         )
-        secret = mapping.secret
-
-        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
-            found = context.downward_map(file)
-            if found is None:
-                return None
-            values, path, text = found
-            if key not in values:
-                return None
-            return values[key], Origin(path, key, secret=secret, map_text=text)
-
-        return fetch
+        return map_fetch(file, key, secret=mapping.secret)

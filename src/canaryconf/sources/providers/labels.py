@@ -17,6 +17,7 @@ from canaryconf.sources.base import (
     config_value,
     dashed,
     downward_dirs,
+    map_fetch,
     map_files_needed,
 )
 
@@ -111,14 +112,4 @@ class LabelsSource(VolumeSource):
         key = full_key(
             mapping.key or dashed(field_name), config_value(settings_cls, "label_prefix")
         )
-
-        def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
-            found = context.downward_map(file)
-            if found is None:
-                return None
-            values, path, text = found
-            if key not in values:
-                return None
-            return values[key], Origin(path, key, map_text=text)
-
-        return fetch
+        return map_fetch(file, key)
