@@ -1141,49 +1141,48 @@ class Child:
         self.send({"op": op, **args})
         return self.reply(op, timeout)
 
+    def _next(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next delivery, logged; None when none came within ``timeout`` (None: none
+        is queued now); ``_EOF`` (left queued for the next caller) once the child ended."""
+        try:
+            if timeout is None:
+                obj = self.deliveries.get_nowait()
+            else:
+                obj = self.deliveries.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if obj is _EOF:
+            self.deliveries.put(_EOF)
+        else:
+            self.log.append(obj)
+        return obj
+
     def await_delivery(
         self, seq: int, timeout: float, index: int | None = None
     ) -> dict[str, Any] | None:
         """The first delivery of ``seq`` or later (of consumer ``index``), or None."""
         deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            try:
-                obj = self.deliveries.get(timeout=remaining)
-            except queue.Empty:
+        while (remaining := deadline - time.monotonic()) > 0:
+            obj = self._next(remaining)
+            if obj is None:
                 return None
             if obj is _EOF:
-                self.deliveries.put(_EOF)
                 raise ChildDied(f"{self.name} ended ({self.proc.poll()}): {self.error_text()}")
-            self.log.append(obj)
             if obj.get("seq", -1) >= seq and (index is None or obj.get("i") == index):
                 return obj
+        return None
 
     def quiet(self, gap: float = QUIET_GAP, limit: float = QUIET_LIMIT) -> None:
         """Wait until no delivery came for ``gap`` (at most ``limit``)."""
         end = time.monotonic() + limit
         while time.monotonic() < end:
-            try:
-                obj = self.deliveries.get(timeout=gap)
-            except queue.Empty:
+            obj = self._next(gap)
+            if obj is None or obj is _EOF:
                 return
-            if obj is _EOF:
-                self.deliveries.put(_EOF)
-                return
-            self.log.append(obj)
 
     def drain(self) -> None:
-        while True:
-            try:
-                obj = self.deliveries.get_nowait()
-            except queue.Empty:
-                return
-            if obj is _EOF:
-                self.deliveries.put(_EOF)
-                return
-            self.log.append(obj)
+        while (obj := self._next(None)) is not None and obj is not _EOF:
+            pass
 
     def close(self) -> None:
         """Ask it to stop (close stdin); the caller waits and kills (see :class:`Fleet`)."""

@@ -84,10 +84,10 @@ def inotify_fds() -> int:
     return count
 
 
-class RotatingWriter:
+class RotatingWriter(bench_live.WriterProcess):
     """The kubelet stand-in in a process of its own, writing each swap to the next volume
     in turn (``paths[seq % len(paths)]``). Same interface as :class:`bench_live.WriterProcess`
-    (``write_seq``, ``last_rename``, ``last_generation``)."""
+    (``write_seq``, ``last_rename``, ``last_generation``, ``close``)."""
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
@@ -106,25 +106,7 @@ class RotatingWriter:
         )
 
     def write_seq(self, seq: int) -> None:
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        path = self.paths[seq % len(self.paths)]
-        self._proc.stdin.write(json.dumps({"path": path, "seq": seq}) + "\n")
-        self._proc.stdin.flush()
-        line = self._proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"writer process ended ({self._proc.wait()})")
-        reply = json.loads(line)
-        self.last_rename = reply["last_rename"]
-        self.last_generation = reply["last_generation"]
-
-    def close(self) -> None:
-        assert self._proc.stdin is not None
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        self._call({"path": self.paths[seq % len(self.paths)], "seq": seq})
 
 
 def writer_child() -> None:
