@@ -33,11 +33,13 @@ from canaryconf.sources.base import (
     Origin,
     StaticValues,
     TrackedSource,
+    canaryconf_order,
     class_memo,
     current_context,
     enter_context,
     exit_context,
     field_names_by_key,
+    places_own_sources,
     registered_sources,
     volume_dirs,
 )
@@ -185,6 +187,7 @@ class CanarySettings(BaseSettings):
         __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
 
     @classmethod
+    @canaryconf_order
     def settings_customise_sources(
         cls,
         settings_cls: type[BaseSettings],
@@ -267,10 +270,9 @@ def reuses_static_values(settings_cls: type[CanarySettings]) -> bool:
     updates of nested defaults)."""
 
     def compute() -> bool:
-        own = CanarySettings.settings_customise_sources.__func__  # type: ignore[attr-defined]
         config = settings_cls.model_config
         return (
-            settings_cls.settings_customise_sources.__func__ is own  # type: ignore[attr-defined]
+            not places_own_sources(settings_cls)
             and not config.get("cli_parse_args")
             and config.get("cli_settings_source") is None
             and not config.get("nested_model_default_partial_update")

@@ -41,6 +41,7 @@ __all__ = [
     "TrackedSource",
     "VolumeSource",
     "as_dirs",
+    "canaryconf_order",
     "class_memo",
     "config_value",
     "current_context",
@@ -49,6 +50,7 @@ __all__ = [
     "input_key",
     "map_fetch",
     "map_files_needed",
+    "places_own_sources",
     "register_source",
     "registered_sources",
     "unregister_source",
@@ -72,6 +74,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _ClassMemo:
@@ -337,7 +340,7 @@ def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] 
     # A class that places its sources itself may read any file of the downwardAPI volume
     # (through sources no kind describes): that volume is read whole for it.
     whole = set(as_dirs(config_value(settings_cls, "downward_api_dir")))
-    if not _arranges_own_sources(settings_cls):
+    if not places_own_sources(settings_cls):
         whole.clear()
     for source in _REGISTRY:
         for directory, files in source.files_needed(settings_cls).items():
@@ -353,13 +356,17 @@ def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] 
     }
 
 
-def _arranges_own_sources(settings_cls: type[BaseSettings]) -> bool:
-    """Whether the class overrides ``settings_customise_sources`` (canaryconf's class
-    defines it next to ``volume_sources``)."""
-    for klass in settings_cls.__mro__:
-        if "settings_customise_sources" in vars(klass):
-            return "volume_sources" not in vars(klass)
-    return True
+def canaryconf_order(fn: F) -> F:
+    """Mark ``fn`` as canaryconf's own ``settings_customise_sources``: a class whose method
+    is not marked places its sources itself (see :func:`places_own_sources`)."""
+    setattr(fn, "_canaryconf_order", True)  # noqa: B010  (a function's attribute)
+    return fn
+
+
+def places_own_sources(settings_cls: type[BaseSettings]) -> bool:
+    """Whether the class overrides canaryconf's ``settings_customise_sources``: its
+    sources are then not (only) the registered kinds in canaryconf's order."""
+    return not getattr(settings_cls.settings_customise_sources, "_canaryconf_order", False)
 
 
 def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
