@@ -104,17 +104,10 @@ class _Core(Generic[S]):
         self.restart_fields = restart_fields(settings_cls)
         self.field_names = tuple(settings_cls.model_fields)
         self.static: StaticValues | None = None
-        self.pending_static: StaticValues | None = None
 
     def build(self, volumes: Any) -> S:
         """Validate ``volumes`` with the static sources read at the last full build."""
         snapshot, _ = build_snapshot(self.settings_cls, volumes, self.init_kwargs, self.static)
-        return snapshot
-
-    def build_everything(self, volumes: Any) -> S:
-        """Validate ``volumes`` with every source read again (``reload(everything=True)``);
-        the static values are renewed once a version built this way is applied."""
-        snapshot, self.pending_static = build_snapshot(self.settings_cls, volumes, self.init_kwargs)
         return snapshot
 
 
@@ -320,8 +313,8 @@ class LiveSettings(Generic[S]):
         started = time.perf_counter()
         with core.lock:
             state = core.state
-            links = self._links()
-            if trigger == "watcher" and not is_news(state, links, trigger):
+            links = self._links() if trigger == "watcher" else None
+            if links is not None and not is_news(state, links, trigger):
                 version = state.current
                 result: ReloadResult[S] = ReloadResult(
                     "unchanged",
@@ -331,45 +324,54 @@ class LiveSettings(Generic[S]):
                 )
                 return core.dispatcher.post(result)
             try:
-                volumes = self._read(state.current, links, trigger)
+                volumes = self._read(state.current, links)
                 # The generations this content came from, not a second readlink that a
                 # swap in between could have moved on.
                 reading = Reading(volumes, links=_generations(volumes))
             except Exception as exc:
                 reading = Reading(None, exc, self._links())
-            core.pending_static = None
+            renewed: list[StaticValues | None] = []
+
+            def build_everything(volumes: Any) -> S:
+                # Every source read again; the static values are renewed once a version
+                # built this way is not rejected.
+                snapshot, static = build_snapshot(core.settings_cls, volumes, core.init_kwargs)
+                renewed.append(static)
+                return snapshot
+
             core.state, result = step(
                 state,
                 reading,
                 trigger=trigger,
-                build=core.build_everything if everything else core.build,
+                build=build_everything if everything else core.build,
                 restart_fields=core.restart_fields,
                 reread=everything,
             )
-            if core.pending_static is not None and result.status != "failed":
-                core.static = core.pending_static
+            if renewed and renewed[0] is not None and result.status != "failed":
+                core.static = renewed[0]
             if core.state.current.settings is not state.current.settings:
                 self._publish(core)
             result = replace(result, duration=time.perf_counter() - started)
             return core.dispatcher.post(result)
 
     def _read(
-        self, current: Version[S], links: tuple[str | None, ...], trigger: Trigger
+        self, current: Version[S], links: tuple[str | None, ...] | None
     ) -> dict[str, VolumeSnapshot | None]:
-        """The volumes for one reload. For the watcher, a volume whose ``..data`` still
-        names the generation applied is not read again (the kubelet never changes a
-        generation), and one another LiveSettings of this process read already is
-        shared; a manual reload reads every file."""
+        """The volumes for one reload. For the watcher (which read each ``..data`` as
+        ``links``), a volume whose ``..data`` still names the generation applied is not
+        read again (the kubelet never changes a generation), and one another LiveSettings
+        of this process read already is shared; a manual reload reads every file."""
         core = self._core
-        watcher = trigger == "watcher"
+        if links is None:
+            return {d: read_settings_volume(core.settings_cls, d) for d in core.dirs}
         volumes: dict[str, VolumeSnapshot | None] = {}
         for directory, link in zip(core.dirs, links, strict=True):
             before = current.volumes.get(directory)
-            if watcher and link is not None and before is not None and before.generation == link:
+            if link is not None and before is not None and before.generation == link:
                 volumes[directory] = before
             else:
                 volumes[directory] = read_settings_volume(
-                    core.settings_cls, directory, shared=watcher
+                    core.settings_cls, directory, shared=True, data_target=link
                 )
         return volumes
 

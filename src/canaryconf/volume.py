@@ -144,21 +144,26 @@ class GenerationCache:
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
         fresh: bool = False,
+        data_target: str | None = None,
     ) -> VolumeSnapshot:
         """:func:`read_volume` (or :func:`read_volume_files` for ``names``), unless the
         generation ``..data`` names now is the one read last with the same arguments;
-        ``fresh`` reads anyway (and remembers what it read)."""
+        ``fresh`` reads anyway (and remembers what it read). ``data_target``: what
+        ``..data`` named when the caller just looked (read here when not given)."""
         root = os.fspath(path)
         wanted = None if names is None else frozenset(names)
         key = (os.path.abspath(root), wanted, max_file_bytes, max_volume_bytes)
         last = self._last.get(key)
-        if not fresh and last is not None and last.generation == read_data_target(root):
-            return last
+        if not fresh and last is not None:
+            if data_target is None:
+                data_target = read_data_target(root)
+            if last.generation == data_target:
+                return last
         caps = {"max_file_bytes": max_file_bytes, "max_volume_bytes": max_volume_bytes}
         if wanted is None:
-            snapshot = read_volume(root, **caps)
+            snapshot = read_volume(root, data_target=data_target, **caps)
         else:
-            snapshot = read_volume_files(root, wanted, **caps)
+            snapshot = read_volume_files(root, wanted, data_target=data_target, **caps)
         self._last.pop(key, None)
         if snapshot.generation is not None:
             self._last[key] = snapshot  # (last, in the order the oldest is dropped)
@@ -235,6 +240,7 @@ def read_volume(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
     retries: int = DEFAULT_RETRIES,
+    data_target: str | None = None,
 ) -> VolumeSnapshot:
     """Read every file of the volume at ``path`` from one consistent generation.
 
@@ -242,6 +248,8 @@ def read_volume(
     generation directory it names; if that generation is removed (or ``..data`` moves on)
     while reading, the read starts again, at most ``retries`` times. Without ``..data`` the
     directory is read as a plain tree. Entries whose names start with ``..`` are skipped.
+    ``data_target`` is what ``..data`` named when the caller just looked (then it is not
+    read again before reading).
 
     Raises a :class:`~canaryconf.VolumeError` subclass naming the path: the directory is
     missing (:class:`VolumeNotFoundError`), a file cannot be read
@@ -259,7 +267,7 @@ def read_volume(
     (True, b'role="canary"')
     """
     root = os.fspath(path)
-    first = read_data_target(root)
+    first = data_target if data_target is not None else read_data_target(root)
     if first is None:
         _check_root(root)  # (a ``..data`` link in it says it is a directory)
     # Real paths are resolved only when a symlink or a subdirectory needs them: a generation
@@ -517,6 +525,7 @@ def read_volume_files(
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
     max_volume_bytes: int = DEFAULT_MAX_VOLUME_BYTES,
     retries: int = DEFAULT_RETRIES,
+    data_target: str | None = None,
 ) -> VolumeSnapshot:
     """Read only the files ``names`` of the volume at ``path``, all from one generation.
 
@@ -534,7 +543,7 @@ def read_volume_files(
     ['labels']
     """
     root = os.fspath(path)
-    first = read_data_target(root)
+    first = data_target if data_target is not None else read_data_target(root)
     if first is None:
         _check_root(root)
     real_root = _RealPath(lambda: os.path.realpath(root))

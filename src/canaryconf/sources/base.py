@@ -257,7 +257,11 @@ GENERATIONS = GenerationCache()
 
 
 def read_settings_volume(
-    settings_cls: type[BaseSettings], directory: str, *, shared: bool = False
+    settings_cls: type[BaseSettings],
+    directory: str,
+    *,
+    shared: bool = False,
+    data_target: str | None = None,
 ) -> VolumeSnapshot | None:
     """Read one volume with the caps of ``settings_cls``; None for a missing directory
     unless ``require_volumes`` is set.
@@ -266,14 +270,16 @@ def read_settings_volume(
     files the class's fields can read, all from one generation: a file the class never
     needs (a 0400 Secret item owned by another user) is never opened. ``shared`` takes the
     generation another reader in this process read already, if ``..data`` still names it
-    (:class:`~canaryconf.volume.GenerationCache`); otherwise the files are read."""
+    (:class:`~canaryconf.volume.GenerationCache`); otherwise the files are read.
+    ``data_target`` is what ``..data`` named when the caller just looked (not read again)."""
     try:
         return GENERATIONS.read(
             directory,
-            files_needed(settings_cls).get(directory, None),
+            _files_needed_memo(settings_cls).get(directory, None),
             max_file_bytes=config_value(settings_cls, "max_file_bytes"),
             max_volume_bytes=config_value(settings_cls, "max_volume_bytes"),
             fresh=not shared,
+            data_target=data_target,
         )
     except VolumeNotFoundError:
         if config_value(settings_cls, "require_volumes"):
@@ -331,7 +337,13 @@ def files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] |
     items may have modes that keep this user out), and the downwardAPI volume (which holds
     only what the pod spec lists: the label, annotation and pod-field kinds read their
     files and no others) unless the class places its sources itself."""
-    return dict(class_memo(settings_cls, files_needed, lambda: _files_needed(settings_cls)))
+    return dict(_files_needed_memo(settings_cls))
+
+
+def _files_needed_memo(settings_cls: type[BaseSettings]) -> Mapping[str, frozenset[str] | None]:
+    return class_memo(
+        settings_cls, files_needed, lambda: MappingProxyType(_files_needed(settings_cls))
+    )
 
 
 def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] | None]:
