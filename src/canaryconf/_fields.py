@@ -194,26 +194,10 @@ def restart_required(default: Any = ..., **kwargs: Any) -> Any:
     return _field(default, {"restart": True}, default_factory, kwargs)
 
 
-#: ``field_mapping`` by field identity (the FieldInfo is kept, so its id is never reused
-#: while the entry lives; FieldInfo takes no weak reference). Every reload asks for each
-#: field's mapping several times; a field's declaration does not change.
-_MAPPINGS: dict[int, tuple[FieldInfo, FieldMapping]] = {}
-_MAPPINGS_MAX = 4096
-
-
 def field_mapping(field: FieldInfo) -> FieldMapping:
-    """The :class:`FieldMapping` a helper attached to ``field`` (empty for a plain field)."""
-    cached = _MAPPINGS.get(id(field))
-    if cached is not None and cached[0] is field:
-        return cached[1]
-    mapping = _read_mapping(field)
-    if len(_MAPPINGS) >= _MAPPINGS_MAX:
-        _MAPPINGS.clear()  # classes made on the fly: start again rather than grow
-    _MAPPINGS[id(field)] = (field, mapping)
-    return mapping
-
-
-def _read_mapping(field: FieldInfo) -> FieldMapping:
+    """The :class:`FieldMapping` a helper attached to ``field`` (empty for a plain field).
+    Read from the field each time (it is cheap): what a reload needs of it is kept per
+    class (:func:`~canaryconf.sources.base.class_memo`)."""
     extra = field.json_schema_extra
     if not isinstance(extra, dict):
         return FieldMapping()

@@ -532,8 +532,9 @@ def _parse_fast_plain(text: str, data: bytes | None) -> dict[str, str] | None:
     keys = "\x00".join(heads)[:-1].split("=\x00\n")
     if len(keys) != count or not all(keys):
         return None
-    all_keys = "".join(keys)
-    if "=" in all_keys or "\n" in all_keys or _any_contains(bodies, "\n", len(text)):
+    # Each head but the first holds one newline, before its key: any other newline is in
+    # a key or a value, which the kubelet would have escaped.
+    if "=" in "".join(keys) or text.count("\n") != count - 1:
         return None
     result = dict(zip(keys, bodies, strict=True))
     return result if len(result) == count else None
@@ -551,14 +552,6 @@ def _has_control_but_newline(text: str | bytes) -> bool:
     if isinstance(text, str):
         return any(map(text.__contains__, _CONTROL_CHARS))
     return any(map(text.__contains__, _CONTROL_CODES))
-
-
-def _any_contains(texts: list[str], char: str, size: int) -> bool:
-    """Whether one of ``texts`` (``size`` characters at most in all) contains ``char``:
-    joined a chunk at a time (see _CHUNK), one search each."""
-    if size <= _CHUNK:
-        return char in "".join(texts)
-    return any(char in "".join(texts[start:stop]) for start, stop in _chunks(texts, size))
 
 
 def _has_raw_control(text: str) -> bool:

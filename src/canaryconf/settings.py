@@ -316,10 +316,14 @@ def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[
     """Fields whose values are never shown: ``SecretStr``/``SecretBytes`` fields, fields
     marked secret, and (for an instance) fields whose value came from a Secret volume."""
     cls = settings if isinstance(settings, type) else type(settings)
-    names = {name for name, field in cls.model_fields.items() if is_secret_field(field)}
-    if not isinstance(settings, type):
-        names.update(name for name, o in settings._canaryconf_origins.items() if o.secret)
-    return frozenset(names)
+    declared: frozenset[str] = class_memo(
+        cls,
+        secret_fields,
+        lambda: frozenset(n for n, f in cls.model_fields.items() if is_secret_field(f)),
+    )
+    if isinstance(settings, type):
+        return declared
+    return declared | {name for name, o in settings._canaryconf_origins.items() if o.secret}
 
 
 def restart_fields(settings_cls: type[CanarySettings]) -> frozenset[str]:

@@ -110,9 +110,10 @@ def _digest(data: bytes) -> str:
 OtherVolume = tuple[str, frozenset[str] | None]
 
 
-class _WholeVolumes(VolumeSource):
-    """Every file of every volume of the class, through the shared build context (so a
-    reload validates exactly the generation whose digest it reports)."""
+class _OtherVolumes(VolumeSource):
+    """A source over the class's :attr:`_OneSourceSettings.other_volumes`, read through
+    the shared build context (so a reload validates exactly the generation whose digest
+    it reports); it gives no field by itself."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False
@@ -126,6 +127,10 @@ class _WholeVolumes(VolumeSource):
             if snapshot is not None:
                 found.append((directory, secret_files, snapshot))
         return found
+
+
+class _WholeVolumes(_OtherVolumes):
+    """Every file of every volume of the class."""
 
     def __call__(self) -> dict[str, Any]:
         cls = self.settings_cls
@@ -210,18 +215,10 @@ class VolumeContent(_OneSourceSettings):
     volume_source: ClassVar[type[VolumeSource]] = _WholeVolumes
 
 
-class _AllDigests(VolumeSource):
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
-
+class _AllDigests(_OtherVolumes):
     def __call__(self) -> dict[str, Any]:
-        cls = self.settings_cls
-        assert issubclass(cls, _OneSourceSettings)
         digests = {}
-        for directory, _ in cls.other_volumes:
-            snapshot = self.context.volume(directory)
-            if snapshot is None:
-                continue
+        for directory, _, snapshot in self._snapshots():
             for name, content in snapshot.files.items():
                 digests[os.path.join(directory, name)] = _digest(content)
         return {"files": digests}

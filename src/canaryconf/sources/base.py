@@ -499,13 +499,12 @@ class VolumeSource(PydanticBaseSettingsSource):
         field_name: str,
         field: FieldInfo,
         mapping: FieldMapping,
-    ) -> Fetch | None:
+    ) -> Fetch:
         """How this kind finds ``field``'s value, worked out once per class: what follows
         from the declaration (the file, the key, a prefix, secrecy) is settled here, and
-        the function returned only looks in the files of one build. Return None to look
-        with :meth:`lookup` instead (a kind that defines only that). Asked only for the
-        fields this kind :meth:`serves`."""
-        return None
+        the function returned only looks in the files of one build. Asked only for the
+        fields this kind :meth:`serves`, and never for a kind that defines :meth:`lookup`."""
+        raise NotImplementedError(f"{cls.__name__} defines neither fetcher nor lookup")
 
     def lookup(
         self, field_name: str, field: FieldInfo, mapping: FieldMapping
@@ -513,10 +512,7 @@ class VolumeSource(PydanticBaseSettingsSource):
         """The raw value of ``field`` and its origin, or None. Asked only for the fields
         this kind :meth:`serves`. The built-in kinds define :meth:`fetcher` instead, and
         this asks it; a kind of your own may define either."""
-        fetch = _fetch_of(type(self), self.settings_cls, field_name, field, mapping)
-        if fetch is None:
-            raise NotImplementedError(f"{type(self).__name__} defines neither fetcher nor lookup")
-        return fetch(self.context)
+        return _fetch_of(type(self), self.settings_cls, field_name, field, mapping)(self.context)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         if not type(self).serves(self.settings_cls, field_name, field):
@@ -560,7 +556,7 @@ def _fetch_of(
     field_name: str,
     field: FieldInfo,
     mapping: FieldMapping,
-) -> Fetch | None:
+) -> Fetch:
     """``kind.fetcher(...)`` for one field, once per class."""
     return class_memo(
         settings_cls,

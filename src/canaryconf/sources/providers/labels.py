@@ -109,7 +109,5 @@ class LabelsSource(VolumeSource):
                 return info, Origin(path, role_label, map_text=text)
 
             return fetch_rollout
-        key = full_key(
-            mapping.key or dashed(field_name), config_value(settings_cls, "label_prefix")
-        )
+        [key] = cls.field_keys(settings_cls, field_name, field)
         return map_fetch(file, key)

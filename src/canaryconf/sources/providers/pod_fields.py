@@ -66,10 +66,8 @@ class PodFieldsSource(VolumeSource):
         field_name: str,
         field: FieldInfo,
         mapping: FieldMapping,
-    ) -> Fetch | None:
-        key = mapping.key
-        if mapping.source not in ("pod_field", "resource") or key is None:
-            return None
+    ) -> Fetch:
+        [key] = cls.field_keys(settings_cls, field_name, field)  # (served: it has one)
 
         def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
             found = context.downward_file(key)
