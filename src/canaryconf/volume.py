@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache
 from types import MappingProxyType
 
 from canaryconf._errors import (
@@ -272,7 +272,7 @@ def read_volume(
         _check_root(root)  # (a ``..data`` link in it says it is a directory)
     # Real paths are resolved only when a symlink or a subdirectory needs them: a generation
     # the kubelet wrote has neither, and resolving costs a system call per path component.
-    real_root = _RealPath(lambda: os.path.realpath(root))
+    real_root: RealPath = cache(lambda: os.path.realpath(root))
     attempts = max(1, retries)
     for attempt in range(attempts):
         target = first if attempt == 0 else read_data_target(root)
@@ -290,8 +290,6 @@ def read_volume(
             except _GenerationVanished:
                 continue  # a file was removed while we read it: read again
             return VolumeSnapshot(path=root, generation=None, files=files)
-        if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
-            raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
         generation_dir = os.path.join(root, target)
         # The kubelet makes the generation a real directory (then its real path is known
         # without resolving it again); one that is a symlink leading elsewhere would have
@@ -342,29 +340,21 @@ def _check_root(root: str) -> None:
         )
 
 
-class _RealPath:
-    """A real path, resolved on first use (then kept)."""
-
-    __slots__ = ("_real", "_resolve")
-
-    def __init__(self, resolve: Callable[[], str]) -> None:
-        self._resolve = resolve
-        self._real: str | None = None
-
-    def __call__(self) -> str:
-        if self._real is None:
-            self._real = self._resolve()
-        return self._real
+#: A real path, resolved on first call (then kept: ``functools.cache``).
+RealPath = Callable[[], str]
 
 
 def _walk(
     base: str,
     prefix: str,
-    real_root: _RealPath,
-    ancestors: Callable[[], frozenset[str]],
+    real_root: RealPath,
+    real_base: RealPath,
+    ancestors: frozenset[str],
     *,
     skip_dots: bool,
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every file under ``base``; ``ancestors`` are the real paths of the directories
+    between the walk's top (``real_base``) and ``base``, to refuse a symlink loop."""
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -375,30 +365,40 @@ def _walk(
         rel = f"{prefix}{entry.name}"
         if entry.is_dir(follow_symlinks=True):
             real = os.path.realpath(entry.path)
-            known = ancestors()
-            if real in known:
+            if real == real_base() or real in ancestors:
                 raise VolumeError(entry.path, "is a symlink loop (it leads to its own parent)")
-            inner = known | {real}
             yield from _walk(
-                entry.path, rel + "/", real_root, partial(frozenset, inner), skip_dots=False
+                entry.path,
+                rel + "/",
+                real_root,
+                real_base,
+                ancestors | {real},
+                skip_dots=False,
             )
         else:
             yield rel, entry
 
 
-def _checked_generation(root: str, target: str, real_root: _RealPath) -> _RealPath:
-    """The real path of the generation ``target`` of ``root``. The kubelet makes it a real
+def _checked_generation(root: str, target: str, real_root: RealPath) -> RealPath:
+    """The real path of the generation ``target`` that ``..data`` of ``root`` names. It
+    must name a ``..<timestamp>`` directory of the volume; the kubelet makes that a real
     directory (its real path is then known without resolving it); one that is a symlink
     leading elsewhere would have every file under it read as the volume's: refused."""
+    if "/" in target or not target.startswith("..") or target in ("..", DATA_LINK):
+        raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
     generation_dir = os.path.join(root, target)
-    if _is_real_directory(generation_dir) or not os.path.lexists(generation_dir):
-        return _RealPath(lambda: os.path.join(real_root(), target))
+    try:
+        mode: int | None = os.lstat(generation_dir).st_mode
+    except OSError:
+        mode = None  # (gone: the read that follows notices)
+    if mode is None or stat.S_ISDIR(mode):
+        return cache(lambda: os.path.join(real_root(), target))
     resolved = os.path.realpath(generation_dir)
     if not resolved.startswith(real_root() + os.sep):
         raise UnsafePathError(
             os.path.join(root, DATA_LINK), "leads outside the volume (a symlinked generation)"
         )
-    return _RealPath(lambda: resolved)
+    return lambda: resolved
 
 
 def _lstat_mode(path: str) -> int | None:
@@ -408,18 +408,11 @@ def _lstat_mode(path: str) -> int | None:
         return None
 
 
-def _is_real_directory(path: str) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
-
-
 def _read_tree(
     base: str,
     root: str,
-    real_root: _RealPath,
-    real_base: _RealPath,
+    real_root: RealPath,
+    real_base: RealPath,
     *,
     max_file: int,
     max_total: int,
@@ -432,7 +425,7 @@ def _read_tree(
     total = 0
     entry: os.DirEntry[str] | None = None
     try:
-        walk = _walk(base, "", real_root, lambda: frozenset({real_base()}), skip_dots=plain)
+        walk = _walk(base, "", real_root, real_base, frozenset(), skip_dots=plain)
         for rel, entry in walk:
             data = _read_capped(entry.path, max_file, max_total - total)
             if data is None:
@@ -546,15 +539,11 @@ def read_volume_files(
     first = data_target if data_target is not None else read_data_target(root)
     if first is None:
         _check_root(root)
-    real_root = _RealPath(lambda: os.path.realpath(root))
+    real_root: RealPath = cache(lambda: os.path.realpath(root))
     wanted = sorted({n for n in names if _plain_relative(n)})
     attempts = max(1, retries)
     for attempt in range(attempts):
         target = first if attempt == 0 else read_data_target(root)
-        if target is not None and (
-            "/" in target or not target.startswith("..") or target in ("..", DATA_LINK)
-        ):
-            raise UnsafePathError(os.path.join(root, DATA_LINK), "does not name a generation")
         base = root
         if target is not None:
             base = os.path.join(root, target)
@@ -593,7 +582,7 @@ def _plain_relative(name: str) -> bool:
 def _read_named(
     base: str,
     root: str,
-    real_root: _RealPath,
+    real_root: RealPath,
     names: list[str],
     directories: set[str],
     *,
