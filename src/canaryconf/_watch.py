@@ -426,28 +426,28 @@ class _InotifyHub:
         fd = self.fd
         if fd is None:
             return
-        mask = 0
-        for listener in self._listeners[wd]:
-            mask |= listener.mask
         try:
-            got = _inotify.add_directory_watch(fd, path, mask)
+            got = _inotify.add_directory_watch(fd, path, self._mask_of(wd))
         except OSError:
             return  # gone meanwhile: its IN_IGNORED, or its listeners' re-watch, follows
         if got != wd:
             # ``path`` names another directory now (removed and recreated): what this did
             # there must be undone. The old directory keeps a wider mask: its listeners
             # still get only their own events.
-            others = self._listeners.get(got)
             try:
-                if others:
-                    restored = 0
-                    for listener in others:
-                        restored |= listener.mask
-                    _inotify.add_directory_watch(fd, path, restored)
+                if self._listeners.get(got):
+                    _inotify.add_directory_watch(fd, path, self._mask_of(got))
                 else:
                     _inotify.remove_watch(fd, got)
             except OSError:
                 logger.debug("canaryconf: inotify mask not restored", exc_info=True)
+
+    def _mask_of(self, wd: int) -> int:
+        """The union of the masks of ``wd``'s listeners."""
+        mask = 0
+        for listener in self._listeners[wd]:
+            mask |= listener.mask
+        return mask
 
     def _open(self) -> int:
         """The descriptor, opened now if the loop has none: lazily, so a loop that never

@@ -292,7 +292,7 @@ def _values_with_static(
     ctx.record_static("init", static.init)
     layers: list[Mapping[str, Any]] = [copy.deepcopy(static.init) if static.init else {}]
     layers.extend(source() for source in cls.volume_sources(cls))
-    for name, data in static.below_volumes():
+    for name, data in static.below_volumes:
         ctx.record_static(name, data)
         layers.append(copy.deepcopy(data) if data else {})
     state: dict[str, Any] = {}

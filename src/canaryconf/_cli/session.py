@@ -125,9 +125,10 @@ class Session:
             d for entry in self.kinds if entry.source.secret_files(cls) is None for d in entry.dirs
         ]
         reading = Reading(cls=cls, downward=None, redaction=Redaction(cls, secret_dirs))
+        target = self.target() if cls is not None else None
         # Label and annotation files are parsed where the class looks for them (a projected
         # volume's downward items); without a class, only in DIR.
-        map_dirs = set(downward_dirs(self.target())) if cls is not None else set()
+        map_dirs = set(downward_dirs(target)) if target is not None else set()
         if self.downward is not None:
             explicit = self.options.dir is not None
             reading.downward = self._view(self.downward, explicit, True, reading)
@@ -137,9 +138,9 @@ class Session:
                 view = self._view(directory, entry.given, parse_maps, reading, entry.source.kind)
                 if view is not None:
                     reading.volumes.append(view)
-        if cls is not None and build:
+        if target is not None and build:
             try:
-                reading.snapshot = self.target()()
+                reading.snapshot = target()
             except VolumeError:
                 raise
             except CanaryConfError as exc:

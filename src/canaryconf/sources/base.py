@@ -680,9 +680,9 @@ class StaticValues:
     """
 
     init: Mapping[str, Any]
-    environment: Mapping[str, Any]
-    dotenv: Mapping[str, Any]
-    secrets_dir: Mapping[str, Any]
+    #: What each source below the volume ones gave, by origin name, highest precedence
+    #: first (:attr:`BELOW_VOLUMES`).
+    below_volumes: tuple[tuple[str, Mapping[str, Any]], ...]
 
     #: The origin names of the sources below the volume ones, highest precedence first.
     BELOW_VOLUMES: ClassVar[tuple[str, ...]] = ("environment", "dotenv", "secrets_dir")
@@ -696,16 +696,7 @@ class StaticValues:
             return None
         return cls(
             init=dict(found["init"]),
-            environment=dict(found["environment"]),
-            dotenv=dict(found["dotenv"]),
-            secrets_dir=dict(found["secrets_dir"]),
-        )
-
-    def below_volumes(self) -> tuple[tuple[str, Mapping[str, Any]], ...]:
-        return (
-            ("environment", self.environment),
-            ("dotenv", self.dotenv),
-            ("secrets_dir", self.secrets_dir),
+            below_volumes=tuple((name, dict(found[name])) for name in cls.BELOW_VOLUMES),
         )
 
 
