@@ -564,6 +564,19 @@ class Subject:
         record.update(more)
         self.out.emit(record)
 
+    def rebuild(self, t_wake: float, build: Callable[[], Any]) -> None:
+        """A peer's reload after waking at ``t_wake``: build the settings whole and deliver
+        them (a build that fails, reading a half-written volume, is counted)."""
+        self.counters["wakeups"] += 1
+        self.counters["reloads"] += 1
+        try:
+            model = build()
+        except Exception:
+            self.counters["read_errors"] += 1
+            return
+        t = time.perf_counter()
+        self.deliver(0, model, t, t - t_wake)
+
     def stats(self) -> dict[str, Any]:
         return {**self.counters, **self.extra}
 
@@ -790,16 +803,7 @@ class WatchfilesSubject(Subject):
         # change, so readiness is announced shortly after it started.
         threading.Timer(0.5, self.out.emit, args=({"k": "r", "op": "ready"},)).start()
         for _changes in watchfiles.watch(*self.dirs, step=self.step, stop_event=self.stopped):
-            t_wake = time.perf_counter()
-            self.counters["wakeups"] += 1
-            self.counters["reloads"] += 1
-            try:
-                model = self.settings_cls()
-            except Exception:
-                self.counters["read_errors"] += 1
-                continue
-            t = time.perf_counter()
-            self.deliver(0, model, t, t - t_wake)
+            self.rebuild(time.perf_counter(), self.settings_cls)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -819,18 +823,12 @@ class WatchdogSubject(Subject):
         self.observer: Any = None
 
     def on_event(self, event: Any) -> None:
-        t_wake = time.perf_counter()
-        self.counters["wakeups"] += 1
-        self.counters["reloads"] += 1
-        try:
-            model = self.model.model_validate(
+        self.rebuild(
+            time.perf_counter(),
+            lambda: self.model.model_validate(
                 values_from(self.specs, read_naive(self.dirs, self.need))
-            )
-        except Exception:
-            self.counters["read_errors"] += 1
-            return
-        t = time.perf_counter()
-        self.deliver(0, model, t, t - t_wake)
+            ),
+        )
 
     def serve(self) -> None:
         from watchdog.events import FileSystemEventHandler
