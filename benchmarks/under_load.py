@@ -19,6 +19,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 BUSY = "while True: pass"
@@ -58,7 +59,13 @@ def main() -> int:
             failures += code != 0
             print(f"run {run}/{args.runs}: exit {code} in {elapsed:.1f} s{note}", flush=True)
             if code != 0 and output:
+                # The whole output is kept: a failure's traceback is often far from the end.
+                with tempfile.NamedTemporaryFile(
+                    "w", prefix=f"under-load-run{run}-", suffix=".log", delete=False
+                ) as log:
+                    log.write(output)
                 print("\n".join(output.splitlines()[-60:]), flush=True)
+                print(f"whole output of run {run}: {log.name}", flush=True)
     finally:
         for proc in busy:
             proc.kill()

@@ -30,6 +30,7 @@ from canaryconf import (
     read_volume,
 )
 from canaryconf.testing import KubeletWriter, pod_files
+from canaryconf.volume import read_volume_files
 from conftest import GENERATION_RE
 
 
@@ -464,9 +465,11 @@ def _read_as_nobody(volume: Path, as_nobody: dict[str, Any]) -> dict[str, object
     return decoded
 
 
-def test_a_volume_that_keeps_changing_is_busy_not_broken(tmp_path: Path) -> None:
+@pytest.mark.parametrize("selective", [False, True], ids=["whole", "named files"])
+def test_a_volume_that_keeps_changing_is_busy_not_broken(tmp_path: Path, selective: bool) -> None:
     """With newer generations arriving faster than a read, the error says so
-    (VolumeBusyError: read again later), never that the version is bad."""
+    (VolumeBusyError: read again later), never that the version is bad; whether every
+    file is read or only some (a downwardAPI or projected volume)."""
     writer = KubeletWriter(tmp_path / "vol", seed=5)
     files = {f"f{i}": "x" * 4096 for i in range(20)}
     writer.write(files)
@@ -484,7 +487,10 @@ def test_a_volume_that_keeps_changing_is_busy_not_broken(tmp_path: Path) -> None
     try:
         for _ in range(5000):
             try:
-                read_volume(writer.path, retries=1)
+                if selective:
+                    read_volume_files(writer.path, sorted(files), retries=1)
+                else:
+                    read_volume(writer.path, retries=1)
             except VolumeError as exc:
                 errors.append(exc)
                 break

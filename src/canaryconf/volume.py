@@ -566,7 +566,7 @@ def read_volume_files(
         return VolumeSnapshot(
             path=root, generation=target, files=files, directories=frozenset(directories)
         )
-    raise VolumeError(root, f"kept changing while being read ({attempts} attempts)")
+    raise VolumeBusyError(root, f"kept changing while being read ({attempts} attempts)")
 
 
 def _plain_relative(name: str) -> bool:
