@@ -707,7 +707,7 @@ def test_django_signal_fires_after_mirroring_outside_the_event_loop(project: Pat
     )
     watched, reloaded = result["seen"]
     assert result["connection_kept"] is True  # the request's own connection stays open
-    assert watched["thread"] == "canaryconf-handlers"  # the watcher's loop-free thread
+    assert watched["thread"] == "canaryconf-watcher"  # outside the watcher's loop
     assert reloaded["thread"] == "request"
     for seen in (watched, reloaded):
         assert seen["sender_is_live"] is True
@@ -782,10 +782,10 @@ def test_django_receivers_run_off_the_loop_and_their_connections_are_closed(
         settings=django_settings(DATABASES=file_database(project)),
     )
     watched, areloaded, reloaded = result["seen"]
-    assert watched == ["canaryconf-handlers", False, 1]
+    assert watched == ["canaryconf-watcher", False, 1]
     for thread, in_loop, orm in (areloaded, reloaded):
         assert (in_loop, orm) == (False, 1)
-        assert thread not in ("MainThread", "canaryconf-handlers")
+        assert thread not in ("MainThread", "canaryconf-watcher")
     assert result["loop_thread_untouched"] == [True, True]
     assert result["closed"] == ["ProgrammingError"] * 3
 

@@ -227,7 +227,7 @@ def test_async_handlers_are_awaited_by_reload_areload_and_the_thread_watcher(
         podinfo.write(payload(color="white"))
         assert wait_until(lambda: finished[-1][0] == "white")
     # Thread mode runs handlers on a thread without an event loop (Django's ORM works there).
-    assert finished[-1][1] == "canaryconf-handlers"
+    assert finished[-1][1] == "canaryconf-watcher"
 
 
 def test_a_role_change_to_another_revision_is_not_a_promotion(

@@ -505,7 +505,7 @@ class LiveSettings(Generic[S]):
     ) -> None:
         """The watch: subscribe to each directory's watch, catch up once, call ``ready``,
         then reload at each event until ``stop_event``. ``run`` runs a reload elsewhere
-        (the runtime's handler thread); without it reloads run in this loop."""
+        (the runtime's thread, outside its loop); without it reloads run in this loop."""
         core = self._core
         watches = [
             _watch.directory_watch(
@@ -515,7 +515,7 @@ class LiveSettings(Generic[S]):
         ]
 
         def reload_unless_stopped() -> None:
-            # Queued on the handler thread before stop(): no reload once stopped.
+            # Queued before stop() but run after it: no reload once stopped.
             if stop_event is None or not stop_event.is_set():
                 self._reload("watcher")
 
@@ -573,9 +573,10 @@ class LiveSettings(Generic[S]):
         cheap once started (a web adapter calls it on every request). The thread
         ``canaryconf-watcher`` runs an event loop that sleeps until a volume changes; it is
         shared by every LiveSettings started in the process. Reloads and their handlers
-        run on a second thread, ``canaryconf-handlers``, that has no event loop, so
-        synchronous handlers may use libraries that refuse to run inside one (Django's
-        ORM); coroutine handlers run on a loop of their own there.
+        run on the same thread, one at a time, outside its event loop (no loop is
+        running while they do), so synchronous handlers may use libraries that refuse to
+        run inside one (Django's ORM); coroutine handlers run on a loop of their own
+        there.
 
         In a process forked from one where it was started (a gunicorn ``--preload``
         worker, a multiprocessing or Celery worker), the watcher is restarted on a fresh

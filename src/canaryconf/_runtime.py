@@ -3,9 +3,10 @@
 :meth:`LiveSettings.start() <canaryconf.LiveSettings.start>` hands its watch to the
 :class:`Runtime` of the process. The runtime runs one thread, ``canaryconf-watcher``,
 with an event loop that sleeps until a volume changes (every started LiveSettings shares
-it), and a second one, ``canaryconf-handlers``, with no event loop, where reloads and
-their handlers run one at a time (synchronous handlers may use libraries that refuse to
-run inside a loop, such as Django's ORM). Both end when the last LiveSettings stops.
+it). Reloads and their handlers run on that thread too, one at a time, but outside the
+loop: the thread leaves the loop to run them, so synchronous handlers may use libraries
+that refuse to run inside one (Django's ORM), and a change wakes one thread once. The
+thread ends when the last LiveSettings stops.
 
 Fork is handled here and nowhere else. Just before a fork, the runtime lets the
 deliveries and reloads under way in other threads finish and holds the next ones, so that
@@ -24,10 +25,10 @@ call on every request) still starts one there on first use when asked to.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
-import queue
 import threading
 import weakref
 from collections.abc import Callable, Coroutine
@@ -40,7 +41,7 @@ from canaryconf import _watch
 if TYPE_CHECKING:
     from canaryconf._live import LiveSettings
 
-__all__ = ["HandlerThread", "Runtime", "StepLock", "runtime"]
+__all__ = ["Runtime", "StepLock", "runtime"]
 
 logger = logging.getLogger("canaryconf")
 
@@ -82,45 +83,82 @@ class StepLock:
         self._lock.release()
 
 
-class HandlerThread:
-    """A thread with no event loop that runs reloads and their handlers one at a time.
+class _Background:
+    """The runtime's one thread, ``canaryconf-watcher``: it runs an event loop that
+    sleeps until a volume changes, and leaves that loop to run reloads and their
+    handlers.
 
-    It blocks on its queue while idle (no periodic wake-ups) and starts on first use.
+    A watch on the loop hands a reload to :meth:`run`, which queues it and stops the loop
+    (``loop.stop()`` lets the loop finish the callbacks it is running, then
+    ``run_forever`` returns); the thread then runs what was queued, in order, with no
+    event loop running (synchronous handlers may use libraries that refuse to run inside
+    one, such as Django's ORM), settles each one's future and goes back to the loop. A
+    change thus wakes one thread, once: no hand-off to a second thread and back.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.Future[Any]] | None] = (
-            queue.SimpleQueue()
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._queued: collections.deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = (
+            collections.deque()
         )
-        self.thread: threading.Thread | None = None
+        self._closing = False
+        self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
+        self.thread.start()
 
     async def run(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the thread; await its result."""
+        """Run ``fn`` on this thread outside the event loop; await its result. Called on
+        the loop (by a watch)."""
+        if self._closing:
+            raise asyncio.CancelledError  # shutting down: the loop runs only to clean up
         future: asyncio.Future[Any] = self.loop.create_future()
-        if self.thread is None:
-            self.thread = threading.Thread(
-                target=self._serve, name="canaryconf-handlers", daemon=True
-            )
-            self.thread.start()
-        self.queue.put((fn, future))
+        self._queued.append((fn, future))
+        self.loop.stop()
         return await future
 
-    def _serve(self) -> None:
-        while (item := self.queue.get()) is not None:
-            fn, future = item
+    def _run(self) -> None:
+        # The loop is not made this thread's current one: a handler that asks asyncio for
+        # a loop must not get this one (not running while handlers run) and run it.
+        loop = self.loop
+        try:
+            while True:
+                loop.run_forever()
+                self._run_queued()
+                if self._closing:
+                    break
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    def _run_queued(self) -> None:
+        queued = self._queued
+        while queued:
+            fn, future = queued.popleft()
+            if future.done():  # its watch was cancelled meanwhile
+                continue
             try:
                 outcome: tuple[bool, Any] = (True, fn())
             except BaseException as exc:
                 outcome = (False, exc)
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                self.loop.call_soon_threadsafe(_settle, future, outcome)
+            _settle(future, outcome)
 
-    def stop(self) -> None:
-        self.queue.put(None)
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(STOP_TIMEOUT)
+    def is_current_thread(self) -> bool:
+        return threading.current_thread() is self.thread
+
+    def shutdown(self) -> None:
+        self._closing = True
+        if self.is_current_thread():
+            # From a handler (the loop is not running: the thread ends once the handler
+            # returns) or from a callback of the loop.
+            if self.loop.is_running():
+                self.loop.stop()
+            return
+        with contextlib.suppress(RuntimeError):  # closed already
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(STOP_TIMEOUT)
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -131,40 +169,6 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_result(value)
     else:
         future.set_exception(value)
-
-
-class _Background:
-    """The watcher thread (an event loop that sleeps until an event) and the handler
-    thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.handlers = HandlerThread(self.loop)
-        self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            self.loop.close()
-
-    def is_current_thread(self) -> bool:
-        current = threading.current_thread()
-        return current is self.thread or current is self.handlers.thread
-
-    def shutdown(self) -> None:
-        with contextlib.suppress(RuntimeError):  # closed already
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        if not self.is_current_thread():
-            self.thread.join(STOP_TIMEOUT)
-        self.handlers.stop()
 
 
 @dataclass(eq=False)
@@ -224,7 +228,7 @@ class Runtime:
                 stop = asyncio.Event()
                 ready = threading.Event()
                 future = asyncio.run_coroutine_threadsafe(
-                    follow(stop, ready.set, background.handlers.run), background.loop
+                    follow(stop, ready.set, background.run), background.loop
                 )
                 future.add_done_callback(lambda _: ready.set())
                 watch = self._watches[live] = _Watch(future, stop, ready)

@@ -304,9 +304,9 @@ def thread_count(pid: int) -> int:
 
 
 #: The threads of a process whose canaryconf watcher runs in the background: its main
-#: thread, ``canaryconf-watcher`` (an event loop asleep until a volume changes) and
-#: ``canaryconf-handlers`` (reloads and their handlers, with no event loop).
-WATCHING_THREADS = 3
+#: thread and ``canaryconf-watcher`` (an event loop asleep until a volume changes, which
+#: it leaves to run reloads and their handlers).
+WATCHING_THREADS = 2
 
 
 def inotify_fds(pid: int) -> int:

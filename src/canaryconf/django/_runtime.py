@@ -236,7 +236,7 @@ def _connect(live: LiveSettings[Any], config: Config) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            # The watcher's handler thread, or a thread that called reload(): no loop here.
+            # The watcher's thread (outside its loop), or a thread that called reload(): no loop.
             _send_django_signal(sender, change)
             return None
         # reload()/areload() called in async code (an async view): Django receivers (ORM
@@ -264,7 +264,7 @@ def _set_setting(name: str, value: Any) -> None:
 def _send_django_signal(sender: LiveSettings[Any], change: Change[Any]) -> None:
     """Send the Django signal in this thread, then close the database connections its
     receivers opened here, as Django does at the end of a request: this thread may serve
-    no request (canaryconf's handler thread, a worker thread) and would keep them forever.
+    no request (canaryconf's watcher thread, a worker thread) and would keep them forever.
     A connection the thread had before (a request's that reloads by hand) is left open."""
     already_open = _open_connections()
     try:

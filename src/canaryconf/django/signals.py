@@ -5,10 +5,11 @@ configured, once the mirrored Django settings hold the new values. ``sender`` is
 :class:`~canaryconf.LiveSettings`, ``change`` the :class:`~canaryconf.Change`.
 
 Receivers run outside any event loop, so they may use the ORM: in canaryconf's
-``canaryconf-handlers`` thread when the watcher saw the change, in the calling thread for a
-``reload()`` from sync code, in a worker thread for one from async code (an async view). A
-receiver that raises is logged and the others still run. Database connections the
-receivers open are closed once they have all run; one the thread had before stays open.
+``canaryconf-watcher`` thread (outside its loop) when the watcher saw the change, in the
+calling thread for a ``reload()`` from sync code, in a worker thread for one from async
+code (an async view). A receiver that raises is logged and the others still run. Database
+connections the receivers open are closed once they have all run; one the thread had
+before stays open.
 
 >>> from django.dispatch import receiver                    # doctest: +SKIP
 >>> from canaryconf.django.signals import settings_changed  # doctest: +SKIP
