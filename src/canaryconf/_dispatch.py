@@ -25,7 +25,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -136,18 +135,37 @@ class Receiver:
         return self.fn(kwargs[self.argument])
 
 
-@dataclass(eq=False)
 class Delivery:
-    """One posted result, delivered once; ``done`` is set when every handler ran."""
+    """One posted result, delivered once; ``delivered`` is true once every handler ran.
 
-    result: Any
-    done: threading.Event = field(default_factory=threading.Event)
-    _callbacks: list[Callable[[], object]] = field(default_factory=list)
+    A thread that has to wait for another one's drain gets an event to wait on; a
+    delivery nobody waits for (the usual case: the poster drains) never makes one."""
+
+    __slots__ = ("_callbacks", "_event", "delivered", "result")
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.delivered = False
+        self._event: threading.Event | None = None
+        self._callbacks: list[Callable[[], object]] = []
+
+    def wait(self, timeout: float, lock: threading.Lock) -> None:
+        """Wait until delivered, at most ``timeout`` seconds (``lock``: the dispatcher's)."""
+        with lock:
+            if self.delivered:
+                return
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        event.wait(timeout)
 
     def finish(self, lock: threading.Lock) -> None:
         with lock:
-            self.done.set()
+            self.delivered = True
+            event = self._event
             callbacks, self._callbacks = self._callbacks, []
+        if event is not None:
+            event.set()
         for callback in callbacks:
             callback()
 
@@ -196,7 +214,7 @@ class Dispatcher:
         while (claimed := self._claim(delivery)) is False:
             # Re-checked now and then: a drain ended by an exception leaves the queue to
             # whoever waits (only while waiting: an idle process never wakes for this).
-            delivery.done.wait(_RECHECK)
+            delivery.wait(_RECHECK, self._mutex)
         if claimed:
             self._drain(self._run_sync)
 
@@ -207,7 +225,7 @@ class Dispatcher:
         drain delivers it next); True: the caller drains now; False: another drain will
         deliver it (``on_done`` is called then)."""
         with self._mutex:
-            if delivery.done.is_set() or id(self) in _DRAINING.get():
+            if delivery.delivered or id(self) in _DRAINING.get():
                 return None
             if not self._draining:
                 self._draining = True

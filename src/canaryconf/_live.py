@@ -351,7 +351,9 @@ class LiveSettings(Generic[S]):
                 core.static = renewed[0]
             if core.state.current.settings is not state.current.settings:
                 self._publish(core)
-            result = replace(result, duration=time.perf_counter() - started)
+            # (Set on the result just made, which nobody has seen yet: ``replace`` would
+            # build it a second time on every reload.)
+            object.__setattr__(result, "duration", time.perf_counter() - started)
             return core.dispatcher.post(result)
 
     def _read(

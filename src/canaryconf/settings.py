@@ -36,12 +36,14 @@ from canaryconf.sources.base import (
     canaryconf_order,
     class_memo,
     current_context,
+    deep_update,
     enter_context,
     exit_context,
     field_names_by_key,
     places_own_sources,
     registered_sources,
     volume_dirs,
+    volume_values,
 )
 from canaryconf.volume import VolumeSnapshot
 
@@ -233,6 +235,9 @@ class CanarySettings(BaseSettings):
             yield name, (REDACTED if name in secrets and value is not None else value)
 
 
+_VOLUME_SOURCES = vars(CanarySettings)["volume_sources"].__func__
+
+
 def build_settings(
     settings_cls: type[CanarySettings],
     volumes: Mapping[str, VolumeSnapshot | None],
@@ -285,31 +290,33 @@ def _values_with_static(
     cls: type[CanarySettings], ctx: BuildContext, static: StaticValues
 ) -> dict[str, Any]:
     """The input pydantic validates: the volume sources' values merged with the static
-    ones, in canaryconf's order, the way pydantic-settings merges its sources (a higher
-    source's dict is merged into a lower one's, key by key; anything else replaces)."""
+    ones, in canaryconf's order, the way pydantic-settings merges its sources (from the
+    lowest up, a higher source's dict merged into a lower one's key by key; anything else
+    replaces). The sources below the volumes are merged once (:attr:`StaticValues.merged_below`)."""
     # The static values are copied (when there are any): a ``mode="before"`` validator
     # may change its input in place, and the next reload must see them as they were read.
-    ctx.record_static("init", static.init)
-    layers: list[Mapping[str, Any]] = [copy.deepcopy(static.init) if static.init else {}]
-    layers.extend(source() for source in cls.volume_sources(cls))
+    if static.init:
+        ctx.record_static("init", static.init)
+    if _default_volume_sources(cls):
+        layers = volume_values(cls, ctx)
+    else:
+        layers = [source() for source in cls.volume_sources(cls)]
     for name, data in static.below_volumes:
-        ctx.record_static(name, data)
-        layers.append(copy.deepcopy(data) if data else {})
-    state: dict[str, Any] = {}
+        if data:
+            ctx.record_static(name, data)
+    below = static.merged_below
+    state: dict[str, Any] = copy.deepcopy(below) if below else {}
     for data in reversed(layers):
-        state = _deep_update(state, data)
+        if data:
+            state = deep_update(state, data)
+    if static.init:
+        state = deep_update(state, copy.deepcopy(static.init))
     return state
 
 
-def _deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        below = merged.get(key)
-        if isinstance(below, dict) and isinstance(value, dict):
-            merged[key] = _deep_update(below, value)
-        else:
-            merged[key] = value
-    return merged
+def _default_volume_sources(cls: type[CanarySettings]) -> bool:
+    """Whether ``cls`` keeps canaryconf's :meth:`CanarySettings.volume_sources`."""
+    return getattr(cls.volume_sources, "__func__", None) is _VOLUME_SOURCES
 
 
 def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[str]:

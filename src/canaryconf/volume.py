@@ -15,6 +15,7 @@ This module knows nothing of parsing, pydantic or watching.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import stat
@@ -471,42 +472,79 @@ def _check_inside(path: str, real_root: str) -> None:
         raise UnsafePathError(path, "is a symlink that leads outside the volume; refused")
 
 
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+#: Also: refuse to follow a symlink in the last component (ELOOP). Without O_NOFOLLOW
+#: (Windows) every name is looked at the careful way.
+_HAS_NOFOLLOW = hasattr(os, "O_NOFOLLOW")
+_OPEN_NOFOLLOW = _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+#: What opening with ``O_NOFOLLOW`` gives for a symlink (Linux ELOOP, FreeBSD EMLINK).
+_SYMLINK_ERRNOS = frozenset({errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)})
+
+
 def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
     """The bytes of the regular file ``path``. Over ``cap`` raises
     :class:`VolumeTooLargeError`; over ``budget`` (what the volume has left) returns None.
     Both are checked on the size before reading, and again while reading (a file can grow)."""
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
             raise
         raise VolumeError(path, exc.strerror or "cannot be opened") from None
     try:
+        return _read_open(fd, os.fstat(fd), path, cap, budget)
+    finally:
+        os.close(fd)
+
+
+def _read_open(fd: int, st: os.stat_result, path: str, cap: int, budget: int) -> bytes | None:
+    """:func:`_read_capped` of a file opened as ``fd`` (``st``: its ``fstat``)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise VolumeError(path, "is not a regular file")
+    if st.st_size > cap:
+        raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
+    if st.st_size > budget:
+        return None
+    limit = min(cap, budget)
+    chunks: list[bytes] = []
+    remaining = limit + 1
+    while remaining > 0:
+        # The size fstat gave, plus one byte to notice a file that grew since.
+        want = min(remaining, st.st_size + 1 if not chunks else 1 << 16)
+        chunk = os.read(fd, want)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+        if len(chunk) < want:
+            break  # a regular file reads short only at its end: no read to learn that
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if len(data) > cap:
+        raise VolumeTooLargeError(path, f"file is over {cap} bytes")
+    return data if len(data) <= budget else None
+
+
+class _NotPlain(Exception):
+    """Internal: the name is a symlink or a directory: :func:`_read_named` looks closer."""
+
+
+def _read_plain(path: str, cap: int, budget: int) -> bytes | None:
+    """:func:`_read_capped` for a name that is usually a regular file of a generation, in
+    one ``open`` without following a symlink: raises :class:`_NotPlain` for a symlink or a
+    directory (then the name is checked the careful way)."""
+    try:
+        fd = os.open(path, _OPEN_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno in _SYMLINK_ERRNOS:
+            raise _NotPlain from None
+        if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
+            raise
+        raise VolumeError(path, exc.strerror or "cannot be opened") from None
+    try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise VolumeError(path, "is not a regular file")
-        if st.st_size > cap:
-            raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
-        if st.st_size > budget:
-            return None
-        limit = min(cap, budget)
-        chunks: list[bytes] = []
-        remaining = limit + 1
-        while remaining > 0:
-            # The size fstat gave, plus one byte to notice a file that grew since.
-            want = min(remaining, st.st_size + 1 if not chunks else 1 << 16)
-            chunk = os.read(fd, want)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-            if len(chunk) < want:
-                break  # a regular file reads short only at its end: no read to learn that
-        data = b"".join(chunks)
-        if len(data) > cap:
-            raise VolumeTooLargeError(path, f"file is over {cap} bytes")
-        return data if len(data) <= budget else None
+        if stat.S_ISDIR(st.st_mode):
+            raise _NotPlain
+        return _read_open(fd, st, path, cap, budget)
     finally:
         os.close(fd)
 
@@ -540,7 +578,7 @@ def read_volume_files(
     if first is None:
         _check_root(root)
     real_root: RealPath = cache(lambda: os.path.realpath(root))
-    wanted = sorted({n for n in names if _plain_relative(n)})
+    wanted = _wanted_names(names if isinstance(names, frozenset) else frozenset(names))
     attempts = max(1, retries)
     for attempt in range(attempts):
         target = first if attempt == 0 else read_data_target(root)
@@ -569,6 +607,12 @@ def read_volume_files(
     raise VolumeBusyError(root, f"kept changing while being read ({attempts} attempts)")
 
 
+@functools.lru_cache(maxsize=512)
+def _wanted_names(names: frozenset[str]) -> tuple[str, ...]:
+    """The names a selective read may open, in order (the same few sets at every read)."""
+    return tuple(sorted(n for n in names if _plain_relative(n)))
+
+
 def _plain_relative(name: str) -> bool:
     parts = name.split("/")
     return (
@@ -583,7 +627,7 @@ def _read_named(
     base: str,
     root: str,
     real_root: RealPath,
-    names: list[str],
+    names: Iterable[str],
     directories: set[str],
     *,
     max_file: int,
@@ -595,16 +639,25 @@ def _read_named(
         full = os.path.join(base, name)
         shown = os.path.join(root, name)
         try:
-            mode = _lstat_mode(full)
-            if mode is not None and ("/" in name or stat.S_ISLNK(mode)):
-                # A symlink, or a path through a directory that may be one: resolved.
-                _check_inside(full, real_root())
-            if mode is not None and (
-                stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and os.path.isdir(full))
-            ):
-                directories.add(name)  # not a file a field can read: said, not read
-                continue
-            data = _read_capped(full, max_file, max_total - total)
+            # The usual case, a regular file of the generation, in one open; a symlink or
+            # a directory (or a nested name) is looked at closer.
+            plain = _HAS_NOFOLLOW and "/" not in name
+            if plain:
+                try:
+                    data = _read_plain(full, max_file, max_total - total)
+                except _NotPlain:
+                    plain = False
+            if not plain:
+                mode = _lstat_mode(full)
+                if mode is not None and ("/" in name or stat.S_ISLNK(mode)):
+                    # A symlink, or a path through a directory that may be one: resolved.
+                    _check_inside(full, real_root())
+                if mode is not None and (
+                    stat.S_ISDIR(mode) or (stat.S_ISLNK(mode) and os.path.isdir(full))
+                ):
+                    directories.add(name)  # not a file a field can read: said, not read
+                    continue
+                data = _read_capped(full, max_file, max_total - total)
         except VolumeError as exc:
             raise type(exc)(shown, exc.reason) from None
         except (FileNotFoundError, NotADirectoryError):

@@ -10,6 +10,7 @@ and key without showing the value.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import os
@@ -521,29 +522,65 @@ class VolumeSource(PydanticBaseSettingsSource):
         return (found[0] if found else None), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        context = self.context
-        origins = context.origins
-        for field_name, field, mapping, key, fetch, complex_, may_stay_text in _served(self):
-            found = self.lookup(field_name, field, mapping) if fetch is None else fetch(context)
-            if found is None:
-                continue
-            value, origin = found
-            if isinstance(value, str):
-                try:
-                    value = json.loads(value) if complex_ else value
-                except json.JSONDecodeError as exc:
-                    if not may_stay_text:
-                        self.context.problems.append(_json_problem(field_name, exc, origin))
-                        continue
-                except (RecursionError, ValueError) as exc:
-                    # Valid JSON Python will not decode: nesting deeper than the stack, an
-                    # integer over the int-from-text digit limit. Its message holds no value.
-                    self.context.problems.append(_json_limit_problem(field_name, exc, origin))
+        return _collect(_served(self), self.context, self)
+
+
+def _collect(
+    served: tuple[_Served, ...], context: BuildContext, source: VolumeSource | None
+) -> dict[str, Any]:
+    """What one kind gives in one build: each served field's value (JSON text decoded),
+    by input key; origins and problems go to ``context``. ``source`` answers the fields
+    that have no fetch (a kind that defines :meth:`VolumeSource.lookup`)."""
+    data: dict[str, Any] = {}
+    origins = context.origins
+    for field_name, field, mapping, key, fetch, complex_, may_stay_text in served:
+        if fetch is not None:
+            found = fetch(context)
+        else:
+            assert source is not None  # (a served field without a fetch has a source)
+            found = source.lookup(field_name, field, mapping)
+        if found is None:
+            continue
+        value, origin = found
+        if complex_ and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                if not may_stay_text:
+                    context.problems.append(_json_problem(field_name, exc, origin))
                     continue
-            data[key] = value
-            origins.setdefault(field_name, origin)  # (BuildContext.record, inline)
-        return data
+            except (RecursionError, ValueError) as exc:
+                # Valid JSON Python will not decode: nesting deeper than the stack, an
+                # integer over the int-from-text digit limit. Its message holds no value.
+                context.problems.append(_json_limit_problem(field_name, exc, origin))
+                continue
+        data[key] = value
+        origins.setdefault(field_name, origin)  # (BuildContext.record, inline)
+    return data
+
+
+def volume_values(settings_cls: type[BaseSettings], context: BuildContext) -> list[dict[str, Any]]:
+    """What each registered kind gives in one build, highest precedence first: what
+    ``[source() for source in volume_sources(settings_cls)]`` gives, without making a
+    source object per kind and build. A kind that defines its own ``lookup`` or
+    ``__call__`` is still made and called."""
+
+    def compute() -> tuple[tuple[type[VolumeSource], tuple[_Served, ...] | None], ...]:
+        plan = []
+        for kind in registered_sources():
+            own = (
+                kind.lookup is not VolumeSource.lookup or kind.__call__ is not VolumeSource.__call__
+            )
+            plan.append((kind, None if own else _served(kind(settings_cls, context))))
+        return tuple(plan)
+
+    layers = []
+    for kind, served in class_memo(settings_cls, volume_values, compute):
+        if served is None:
+            layers.append(kind(settings_cls, context)())
+        else:
+            layers.append(_collect(served, context, None))
+    return layers
 
 
 #: One field's look-up in one build (see :meth:`VolumeSource.fetcher`).
@@ -687,6 +724,16 @@ class StaticValues:
     #: The origin names of the sources below the volume ones, highest precedence first.
     BELOW_VOLUMES: ClassVar[tuple[str, ...]] = ("environment", "dotenv", "secrets_dir")
 
+    @functools.cached_property
+    def merged_below(self) -> dict[str, Any]:
+        """The sources below the volume ones merged as pydantic-settings merges them (the
+        lowest first, a dict merged into a dict key by key): where a build's merge starts
+        from. Give validation a deep copy: a validator may change its input in place."""
+        merged: dict[str, Any] = {}
+        for _name, data in reversed(self.below_volumes):
+            merged = deep_update(merged, data)
+        return merged
+
     @classmethod
     def captured(cls, context: BuildContext) -> StaticValues | None:
         """The values a full build in ``context`` captured (None: it did not capture all:
@@ -698,6 +745,19 @@ class StaticValues:
             init=dict(found["init"]),
             below_volumes=tuple((name, dict(found[name])) for name in cls.BELOW_VOLUMES),
         )
+
+
+def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, the way pydantic-settings merges one source's
+    values into a lower one's: a dict into a dict key by key, anything else replaces."""
+    merged = dict(base)
+    for key, value in update.items():
+        below = merged.get(key)
+        if isinstance(below, dict) and isinstance(value, dict):
+            merged[key] = deep_update(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class TrackedSource(PydanticBaseSettingsSource):
