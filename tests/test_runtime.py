@@ -217,27 +217,32 @@ def test_a_child_restarts_its_watcher_unless_told_not_to(tmp_path: Path) -> None
 def test_handlers_of_a_stopped_live_settings_do_not_run_for_queued_events(
     tmp_path: Path,
 ) -> None:
-    """Two LiveSettings share the runtime; one stops while the handler thread is busy
-    with the other: an event queued before the stop is not reloaded after it."""
+    """Two LiveSettings share the runtime; one stops while the watcher thread is busy
+    with the other's handler: stop() returns without waiting for that handler, and an
+    event queued before the stop is not reloaded after it."""
     writer = KubeletWriter(tmp_path / "podinfo")
     writer.write(marked(0))
     busy, stopped = live(marker_settings(writer.path)), live(marker_settings(writer.path))
     entered, release = threading.Event(), threading.Event()
     after_stop: list[int] = []
+    order: list[str] = []
 
     @busy.on_change
     def hold(change: Change[Any]) -> None:
         entered.set()
         release.wait(DEADLINE)
+        order.append(f"handler {change.new.marker} returned")
 
     with busy:
         stopped.start()
         writer.write(marked(1))
         assert entered.wait(DEADLINE)
         stopped.stop()
+        order.append("stop returned")
         stopped.on_change(lambda change: after_stop.append(change.new.marker))
         release.set()
         assert wait_until(lambda: busy.marker == 1)
         writer.write(marked(2))
         assert wait_until(lambda: busy.marker == 2)
     assert after_stop == []
+    assert order[:2] == ["stop returned", "handler 1 returned"]

@@ -589,9 +589,10 @@ class LiveSettings(Generic[S]):
         return self
 
     def stop(self) -> None:
-        """Stop the background watcher; no reload starts from it afterwards. The threads
-        end when the last started LiveSettings stops. Idempotent and safe from any thread;
-        a handler may call it (the watcher then ends once the handler returns)."""
+        """Stop the background watcher; no reload starts from it afterwards. The thread
+        ends when the last started LiveSettings stops (that stop waits, at most 5 s, for
+        a handler under way to return). Idempotent and safe from any thread; a handler
+        may call it (the watcher then ends once the handler returns)."""
         runtime().stop(self)
 
     @property

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -102,6 +103,8 @@ class _Background:
             collections.deque()
         )
         self._closing = False
+        #: True while the thread is out of its loop, running reloads and handlers.
+        self.busy = False
         self.thread = threading.Thread(target=self._run, name="canaryconf-watcher", daemon=True)
         self.thread.start()
 
@@ -135,20 +138,26 @@ class _Background:
 
     def _run_queued(self) -> None:
         queued = self._queued
-        while queued:
-            fn, future = queued.popleft()
-            if future.done():  # its watch was cancelled meanwhile
-                continue
-            try:
-                outcome: tuple[bool, Any] = (True, fn())
-            except BaseException as exc:
-                outcome = (False, exc)
-            _settle(future, outcome)
+        self.busy = True
+        try:
+            while queued:
+                fn, future = queued.popleft()
+                if future.done():  # its watch was cancelled meanwhile
+                    continue
+                try:
+                    outcome: tuple[bool, Any] = (True, fn())
+                except BaseException as exc:
+                    outcome = (False, exc)
+                _settle(future, outcome)
+        finally:
+            self.busy = False
 
     def is_current_thread(self) -> bool:
         return threading.current_thread() is self.thread
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = STOP_TIMEOUT) -> None:
+        """End the thread once what it runs now returns; wait for that at most
+        ``timeout`` seconds (not at all on the thread itself)."""
         self._closing = True
         if self.is_current_thread():
             # From a handler (the loop is not running: the thread ends once the handler
@@ -158,7 +167,7 @@ class _Background:
             return
         with contextlib.suppress(RuntimeError):  # closed already
             self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(STOP_TIMEOUT)
+        self.thread.join(timeout)
 
 
 def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -171,12 +180,28 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
+class StopEvent(asyncio.Event):
+    """The stop of a watch on the runtime's loop: :meth:`request` may be called from any
+    thread and :meth:`is_set` is true at once (a reload queued on the runtime's thread
+    checks it), while the watch's waiters are woken on the loop."""
+
+    requested = False
+
+    def request(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.requested = True
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self.set)
+
+    def is_set(self) -> bool:
+        return self.requested or super().is_set()
+
+
 @dataclass(eq=False)
 class _Watch:
     """One LiveSettings watched on the runtime's loop."""
 
     future: Future[None]
-    stop: asyncio.Event
+    stop: StopEvent
     ready: threading.Event
 
 
@@ -225,7 +250,7 @@ class Runtime:
                 background = self._background
                 if background is None:
                     background = self._background = _Background()
-                stop = asyncio.Event()
+                stop = StopEvent()
                 ready = threading.Event()
                 future = asyncio.run_coroutine_threadsafe(
                     follow(stop, ready.set, background.run), background.loop
@@ -241,7 +266,11 @@ class Runtime:
             watch.future.result()  # raises what the watch raised
 
     def stop(self, live: LiveSettings[Any]) -> None:
-        """Stop watching ``live``; the threads end with the last one. Idempotent."""
+        """Stop watching ``live``; the thread ends with the last one. Idempotent. No
+        reload of ``live`` starts from the watcher once this returns; the last stop
+        waits for a reload or handler under way to end (at most ``STOP_TIMEOUT``
+        seconds in all)."""
+        deadline = time.monotonic() + STOP_TIMEOUT
         if live in self._restarting and threading.current_thread() is not self._restart_thread:
             with self._restart_lock:
                 self._restarting.discard(live)
@@ -254,13 +283,15 @@ class Runtime:
             last = not self._watches
             if last:
                 self._background = None
-        with contextlib.suppress(RuntimeError):
-            background.loop.call_soon_threadsafe(watch.stop.set)
-        if not background.is_current_thread():
+        watch.stop.request(background.loop)
+        # Wait for the watch to end, unless the runtime's thread is busy with a reload
+        # (of another LiveSettings, say): the request keeps any reload of this one from
+        # starting, and the watch ends once the thread is back in its loop.
+        if not background.is_current_thread() and (last or not background.busy):
             with contextlib.suppress(Exception):
                 watch.future.result(timeout=STOP_TIMEOUT)
         if last:
-            background.shutdown()
+            background.shutdown(max(0.0, deadline - time.monotonic()))
 
     def running(self, live: LiveSettings[Any]) -> bool:
         """True while ``live`` is watched on the runtime's thread (or about to be again,
