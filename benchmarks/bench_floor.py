@@ -77,7 +77,8 @@ read nothing), ``deliveries`` (handler calls), ``duplicates``, ``torn`` and ``re
 (quick: 3 s) and reports its ``getrusage`` CPU as % of a core. Target (canaryconf): 1
 wake-up and <= 1 reload per kubelet swap, no torn version. ``where the time goes`` splits
 canaryconf's latency: rename -> wake-up (kernel + scheduling), wake-up -> handler, of which
-the reload step (``ReloadResult.duration``) and the rest (thread hop and dispatch).
+the reload step (``ReloadResult.duration``) and the rest (the hand-over from the event
+loop to the reload, and the dispatch).
 
 **3. Scale** (each with the floor beside it):
 

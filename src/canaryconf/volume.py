@@ -180,20 +180,17 @@ def content_digest(files: Mapping[str, bytes], directories: Iterable[str] = ()) 
     """SHA-256 over the sorted names and contents (length-prefixed, so unambiguous), and
     the names of ``directories`` (marked apart from files: a version with a directory
     where a file is expected differs from one with nothing there)."""
-    h = hashlib.sha256()
+    # One byte string hashed once (the same bytes as one update per piece, fewer calls).
+    parts: list[bytes] = []
     for name in sorted(files):
         data = files[name]
         encoded = name.encode("utf-8", errors="surrogateescape")
-        h.update(len(encoded).to_bytes(4, "big"))
-        h.update(encoded)
-        h.update(len(data).to_bytes(8, "big"))
-        h.update(data)
+        parts += (len(encoded).to_bytes(4, "big"), encoded, len(data).to_bytes(8, "big"), data)
     for name in sorted(directories):
         encoded = name.encode("utf-8", errors="surrogateescape")
-        h.update(b"\xff\xff\xff\xff")  # (no name is 4 GiB long: a directory's mark)
-        h.update(len(encoded).to_bytes(4, "big"))
-        h.update(encoded)
-    return h.hexdigest()
+        # (no name is 4 GiB long: a directory's mark)
+        parts += (b"\xff\xff\xff\xff", len(encoded).to_bytes(4, "big"), encoded)
+    return hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def read_data_target(path: str | os.PathLike[str]) -> str | None:
