@@ -16,16 +16,12 @@ S = TypeVar("S", bound=CanarySettings)
 
 def changed_fields(old: CanarySettings, new: CanarySettings) -> frozenset[str]:
     """Names of the fields whose values differ between two snapshots."""
-    if type(old) is type(new):
-        # (A field's value is its instance dict entry: no attribute look-up per field.)
-        before, after = old.__dict__, new.__dict__
-        return frozenset(
-            name
-            for name in type(new).model_fields
-            if before.get(name, ABSENT) != after.get(name, ABSENT)
-        )
+    # (A field's value is its instance dict entry: no attribute look-up per field.)
+    before, after = old.__dict__, new.__dict__
     return frozenset(
-        name for name in type(new).model_fields if getattr(old, name) != getattr(new, name)
+        name
+        for name in type(new).model_fields
+        if before.get(name, ABSENT) != after.get(name, ABSENT)
     )
 
 

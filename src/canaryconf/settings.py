@@ -210,6 +210,7 @@ class CanarySettings(BaseSettings):
         )
 
     @classmethod
+    @canaryconf_order
     def volume_sources(
         cls, settings_cls: type[BaseSettings]
     ) -> tuple[PydanticBaseSettingsSource, ...]:
@@ -233,9 +234,6 @@ class CanarySettings(BaseSettings):
         secrets = secret_fields(self)
         for name, value in super().__repr_args__():
             yield name, (REDACTED if name in secrets and value is not None else value)
-
-
-_VOLUME_SOURCES = vars(CanarySettings)["volume_sources"].__func__
 
 
 def build_settings(
@@ -297,10 +295,7 @@ def _values_with_static(
     # may change its input in place, and the next reload must see them as they were read.
     if static.init:
         ctx.record_static("init", static.init)
-    if _default_volume_sources(cls):
-        layers = volume_values(cls, ctx)
-    else:
-        layers = [source() for source in cls.volume_sources(cls)]
+    layers = volume_values(cls, ctx)
     for name, data in static.below_volumes:
         if data:
             ctx.record_static(name, data)
@@ -312,11 +307,6 @@ def _values_with_static(
     if static.init:
         state = deep_update(state, copy.deepcopy(static.init))
     return state
-
-
-def _default_volume_sources(cls: type[CanarySettings]) -> bool:
-    """Whether ``cls`` keeps canaryconf's :meth:`CanarySettings.volume_sources`."""
-    return getattr(cls.volume_sources, "__func__", None) is _VOLUME_SOURCES
 
 
 def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[str]:

@@ -478,72 +478,53 @@ _OPEN_NOFOLLOW = _OPEN_FLAGS | getattr(os, "O_NOFOLLOW", 0)
 _SYMLINK_ERRNOS = frozenset({errno.ELOOP, getattr(errno, "EMLINK", errno.ELOOP)})
 
 
-def _read_capped(path: str, cap: int, budget: int) -> bytes | None:
+def _read_capped(path: str, cap: int, budget: int, *, plain_only: bool = False) -> bytes | None:
     """The bytes of the regular file ``path``. Over ``cap`` raises
     :class:`VolumeTooLargeError`; over ``budget`` (what the volume has left) returns None.
-    Both are checked on the size before reading, and again while reading (a file can grow)."""
+    Both are checked on the size before reading, and again while reading (a file can grow).
+    ``plain_only``: open without following a symlink, and raise :class:`_NotPlain` for a
+    symlink or a directory (the caller then looks at the name the careful way)."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, _OPEN_NOFOLLOW if plain_only else _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
-            raise
-        raise VolumeError(path, exc.strerror or "cannot be opened") from None
-    try:
-        return _read_open(fd, os.fstat(fd), path, cap, budget)
-    finally:
-        os.close(fd)
-
-
-def _read_open(fd: int, st: os.stat_result, path: str, cap: int, budget: int) -> bytes | None:
-    """:func:`_read_capped` of a file opened as ``fd`` (``st``: its ``fstat``)."""
-    if not stat.S_ISREG(st.st_mode):
-        raise VolumeError(path, "is not a regular file")
-    if st.st_size > cap:
-        raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
-    if st.st_size > budget:
-        return None
-    limit = min(cap, budget)
-    chunks: list[bytes] = []
-    remaining = limit + 1
-    while remaining > 0:
-        # The size fstat gave, plus one byte to notice a file that grew since.
-        want = min(remaining, st.st_size + 1 if not chunks else 1 << 16)
-        chunk = os.read(fd, want)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-        if len(chunk) < want:
-            break  # a regular file reads short only at its end: no read to learn that
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if len(data) > cap:
-        raise VolumeTooLargeError(path, f"file is over {cap} bytes")
-    return data if len(data) <= budget else None
-
-
-class _NotPlain(Exception):
-    """Internal: the name is a symlink or a directory: :func:`_read_named` looks closer."""
-
-
-def _read_plain(path: str, cap: int, budget: int) -> bytes | None:
-    """:func:`_read_capped` for a name that is usually a regular file of a generation, in
-    one ``open`` without following a symlink: raises :class:`_NotPlain` for a symlink or a
-    directory (then the name is checked the careful way)."""
-    try:
-        fd = os.open(path, _OPEN_NOFOLLOW)
-    except OSError as exc:
-        if exc.errno in _SYMLINK_ERRNOS:
+        if plain_only and exc.errno in _SYMLINK_ERRNOS:
             raise _NotPlain from None
         if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM):
             raise
         raise VolumeError(path, exc.strerror or "cannot be opened") from None
     try:
         st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
+        if plain_only and stat.S_ISDIR(st.st_mode):
             raise _NotPlain
-        return _read_open(fd, st, path, cap, budget)
+        if not stat.S_ISREG(st.st_mode):
+            raise VolumeError(path, "is not a regular file")
+        if st.st_size > cap:
+            raise VolumeTooLargeError(path, f"file is over {cap} bytes ({st.st_size})")
+        if st.st_size > budget:
+            return None
+        limit = min(cap, budget)
+        chunks: list[bytes] = []
+        remaining = limit + 1
+        while remaining > 0:
+            # The size fstat gave, plus one byte to notice a file that grew since.
+            want = min(remaining, st.st_size + 1 if not chunks else 1 << 16)
+            chunk = os.read(fd, want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+            if len(chunk) < want:
+                break  # a regular file reads short only at its end: no read to learn that
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if len(data) > cap:
+            raise VolumeTooLargeError(path, f"file is over {cap} bytes")
+        return data if len(data) <= budget else None
     finally:
         os.close(fd)
+
+
+class _NotPlain(Exception):
+    """Internal: the name is a symlink or a directory: :func:`_read_named` looks closer."""
 
 
 def read_volume_files(
@@ -641,7 +622,7 @@ def _read_named(
             plain = _HAS_NOFOLLOW and "/" not in name
             if plain:
                 try:
-                    data = _read_plain(full, max_file, max_total - total)
+                    data = _read_capped(full, max_file, max_total - total, plain_only=True)
                 except _NotPlain:
                     plain = False
             if not plain:

@@ -370,16 +370,23 @@ def _files_needed(settings_cls: type[BaseSettings]) -> dict[str, frozenset[str] 
 
 
 def canaryconf_order(fn: F) -> F:
-    """Mark ``fn`` as canaryconf's own ``settings_customise_sources``: a class whose method
-    is not marked places its sources itself (see :func:`places_own_sources`)."""
+    """Mark ``fn`` as canaryconf's own ``settings_customise_sources`` or
+    ``volume_sources``: a class whose method is not marked overrides it (see
+    :func:`places_own_sources`)."""
     setattr(fn, "_canaryconf_order", True)  # noqa: B010  (a function's attribute)
     return fn
+
+
+def _keeps_order(settings_cls: type[BaseSettings], method: str) -> bool:
+    """Whether ``settings_cls.<method>`` is canaryconf's own (marked with
+    :func:`canaryconf_order`), not an override."""
+    return getattr(getattr(settings_cls, method, None), "_canaryconf_order", False) is True
 
 
 def places_own_sources(settings_cls: type[BaseSettings]) -> bool:
     """Whether the class overrides canaryconf's ``settings_customise_sources``: its
     sources are then not (only) the registered kinds in canaryconf's order."""
-    return not getattr(settings_cls.settings_customise_sources, "_canaryconf_order", False)
+    return not _keeps_order(settings_cls, "settings_customise_sources")
 
 
 def volume_dirs(settings_cls: type[BaseSettings]) -> list[str]:
@@ -560,12 +567,15 @@ def _collect(
 
 
 def volume_values(settings_cls: type[BaseSettings], context: BuildContext) -> list[dict[str, Any]]:
-    """What each registered kind gives in one build, highest precedence first: what
-    ``[source() for source in volume_sources(settings_cls)]`` gives, without making a
-    source object per kind and build. A kind that defines its own ``lookup`` or
-    ``__call__`` is still made and called."""
+    """What each volume source gives in one build, highest precedence first: what
+    ``[source() for source in settings_cls.volume_sources(settings_cls)]`` gives, without
+    making a source object per kind and build. A kind that defines its own ``lookup`` or
+    ``__call__`` is still made and called; so is every source of a class that overrides
+    ``volume_sources``."""
 
-    def compute() -> tuple[tuple[type[VolumeSource], tuple[_Served, ...] | None], ...]:
+    def compute() -> tuple[tuple[type[VolumeSource], tuple[_Served, ...] | None], ...] | None:
+        if not _keeps_order(settings_cls, "volume_sources"):
+            return None
         plan = []
         for kind in registered_sources():
             own = (
@@ -574,8 +584,11 @@ def volume_values(settings_cls: type[BaseSettings], context: BuildContext) -> li
             plan.append((kind, None if own else _served(kind(settings_cls, context))))
         return tuple(plan)
 
+    plan = class_memo(settings_cls, volume_values, compute)
+    if plan is None:
+        return [source() for source in settings_cls.volume_sources(settings_cls)]  # type: ignore[attr-defined]
     layers = []
-    for kind, served in class_memo(settings_cls, volume_values, compute):
+    for kind, served in plan:
         if served is None:
             layers.append(kind(settings_cls, context)())
         else:
