@@ -44,6 +44,7 @@ import bench_floor  # noqa: E402  (after the path)
 PARTS = (
     ("asyncio.base_events", "BaseEventLoop._run_once", "event loop iterations"),
     ("canaryconf._watch", "_InotifyHub._readable", "  inotify events read and routed"),
+    ("canaryconf._runtime", "_Background.inline", "  a kubelet commit: reload + handlers"),
     ("canaryconf._runtime", "_Background._run_queued", "out of the loop: reloads + handlers"),
     ("canaryconf._live", "LiveSettings._step", "reload step (ReloadResult.duration)"),
     ("canaryconf._live", "LiveSettings._links", "  ..data links read"),

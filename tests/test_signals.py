@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,33 @@ def test_sync_handlers_of_the_thread_watcher_run_outside_any_event_loop(
         podinfo.write(payload(color="white"))
         assert wait_until(lambda: bool(loops))
     assert loops == [False]
+
+
+def test_a_sync_handler_of_the_thread_watcher_may_run_an_event_loop_of_its_own(
+    podinfo: KubeletWriter, shop: LiveSettings[Any]
+) -> None:
+    # A handler that calls async code with ``asyncio.run`` (an async client's close, say),
+    # and one that iterates an async generator there: the thread watcher runs handlers as
+    # if no loop were running, for each kubelet commit.
+    results: list[str] = []
+
+    async def colours(change: Change[Any]) -> AsyncIterator[str]:
+        await asyncio.sleep(0)
+        yield change.new.color
+
+    async def collect(change: Change[Any]) -> str:
+        return "".join([c async for c in colours(change)])
+
+    @shop.on_change
+    def record(change: Change[Any]) -> None:
+        results.append(asyncio.run(collect(change)))
+
+    with shop:
+        podinfo.write(payload(color="white"))
+        assert wait_until(lambda: results == ["white"])
+        podinfo.write(payload(color="black"))
+        assert wait_until(lambda: results == ["white", "black"])
+    assert shop.color == "black"
 
 
 def test_a_hanging_async_handler_is_cancelled_and_the_watcher_goes_on(

@@ -16,7 +16,7 @@ import errno
 import os
 import struct
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "InotifyEvent",
@@ -76,9 +76,9 @@ class InotifyUnavailable(OSError):
     """inotify cannot be used here: not Linux, no libc symbol, or a kernel limit reached."""
 
 
-@dataclass(frozen=True)
-class InotifyEvent:
-    """One inotify event: watch descriptor, mask and the entry name ("" for the dir)."""
+class InotifyEvent(NamedTuple):
+    """One inotify event: watch descriptor, mask and the entry name ("" for the dir). (A
+    named tuple: one is made per event read, on the path of every change.)"""
 
     wd: int
     mask: int

@@ -35,7 +35,7 @@ from canaryconf import _watch, signals
 from canaryconf._dispatch import Delivery, Dispatcher, Receiver
 from canaryconf._errors import safe_message
 from canaryconf._reload import Reading, ReloadState, Trigger, Version, is_news, step
-from canaryconf._runtime import Runner, StepLock, runtime
+from canaryconf._runtime import Inline, Runner, StepLock, runtime
 from canaryconf.change import Change, ReloadResult
 from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
 from canaryconf.settings import CanarySettings, build_snapshot, restart_fields
@@ -198,9 +198,8 @@ class LiveSettings(Generic[S]):
 
     def _publish(self, core: _Core[S]) -> None:
         snapshot = core.state.current.settings
-        values: dict[str, Any] = {
-            name: getattr(snapshot, name) for name in type(snapshot).model_fields
-        }
+        # (A snapshot's instance dict holds its field values and nothing else.)
+        values: dict[str, Any] = dict(snapshot.__dict__)
         values["_core"] = core
         object.__setattr__(self, "__dict__", values)
 
@@ -497,17 +496,20 @@ class LiveSettings(Generic[S]):
         >>> async def main():                      # doctest: +SKIP
         ...     await settings.watch()
         """
-        await self._follow(stop_event, None, None)
+        await self._follow(stop_event, None, None, None)
 
     async def _follow(
         self,
         stop_event: asyncio.Event | None,
         ready: Callable[[], None] | None,
         run: Runner | None,
+        inline: Inline | None,
     ) -> None:
         """The watch: subscribe to each directory's watch, catch up once, call ``ready``,
         then reload at each event until ``stop_event``. ``run`` runs a reload elsewhere
-        (the runtime's thread, outside its loop); without it reloads run in this loop."""
+        (the runtime's thread, outside its loop), and ``inline`` runs one at once from a
+        callback of the loop as if outside it (the kubelet's commits); without them
+        reloads run in this loop."""
         core = self._core
         watches = [
             _watch.directory_watch(
@@ -527,9 +529,13 @@ class LiveSettings(Generic[S]):
             else:
                 await run(reload_unless_stopped)
 
+        def reload_inline() -> None:
+            assert inline is not None
+            inline(reload_unless_stopped)
+
         core.async_watches += run is None
         for w in watches:
-            w.subscribe(on_event)
+            w.subscribe(on_event, None if inline is None else reload_inline)
         try:
             for w in watches:
                 await w.ready.wait()
@@ -556,7 +562,7 @@ class LiveSettings(Generic[S]):
         """
         stop = asyncio.Event()
         ready = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(self._follow(stop, ready.set, None))
+        task = asyncio.get_running_loop().create_task(self._follow(stop, ready.set, None, None))
         waiter = asyncio.ensure_future(ready.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()

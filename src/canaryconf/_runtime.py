@@ -29,9 +29,11 @@ import collections
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
+from asyncio import events
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -54,7 +56,8 @@ STOP_TIMEOUT = 5.0
 FORK_WAIT = 10.0
 
 Runner = Callable[[Callable[[], Any]], Coroutine[Any, Any, Any]]
-Follow = Callable[[asyncio.Event, Callable[[], None], Runner], Coroutine[Any, Any, None]]
+Inline = Callable[[Callable[[], Any]], None]
+Follow = Callable[[asyncio.Event, Callable[[], None], Runner, Inline], Coroutine[Any, Any, None]]
 
 
 class StepLock:
@@ -89,12 +92,19 @@ class _Background:
     sleeps until a volume changes, and leaves that loop to run reloads and their
     handlers.
 
-    A watch on the loop hands a reload to :meth:`run`, which queues it and stops the loop
-    (``loop.stop()`` lets the loop finish the callbacks it is running, then
+    A kubelet commit (the common case: one rename onto ``..data``) is run by
+    :meth:`inline`, straight from the callback of the loop that read the inotify event:
+    one iteration of the loop per change, no task woken, nothing queued or awaited. For
+    the length of that call the thread looks as it does outside any loop (no running loop,
+    no async-generator hooks), so synchronous handlers may use libraries that refuse to
+    run inside one, such as Django's ORM.
+
+    Everything else a watch does (its first catch-up reload, a plain directory's
+    coalesced changes, polling) hands a reload to :meth:`run`, which queues it and stops
+    the loop (``loop.stop()`` lets the loop finish the callbacks it is running, then
     ``run_forever`` returns); the thread then runs what was queued, in order, with no
-    event loop running (synchronous handlers may use libraries that refuse to run inside
-    one, such as Django's ORM), settles each one's future and goes back to the loop. A
-    change thus wakes one thread, once: no hand-off to a second thread and back.
+    event loop running, settles each one's future and goes back to the loop. Either way a
+    change wakes one thread, once: no hand-off to a second thread and back.
     """
 
     def __init__(self) -> None:
@@ -117,6 +127,23 @@ class _Background:
         self._queued.append((fn, future))
         self.loop.stop()
         return await future
+
+    def inline(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` now, from a callback of the loop, as if the loop were not running
+        (what :meth:`run` achieves by leaving the loop, without leaving it). Exceptions
+        propagate. Nothing runs once the thread is shutting down."""
+        if self._closing:
+            return
+        running, hooks = events._get_running_loop(), sys.get_asyncgen_hooks()
+        events._set_running_loop(None)
+        sys.set_asyncgen_hooks(firstiter=None, finalizer=None)
+        self.busy = True
+        try:
+            fn()
+        finally:
+            self.busy = False
+            sys.set_asyncgen_hooks(*hooks)
+            events._set_running_loop(running)
 
     def _run(self) -> None:
         # The loop is not made this thread's current one: a handler that asks asyncio for
@@ -238,8 +265,9 @@ class Runtime:
     # -- start and stop --------------------------------------------------------------
 
     def start(self, live: LiveSettings[Any], follow: Follow) -> None:
-        """Watch ``live`` on the runtime's loop (``follow(stop, ready, run)`` is its watch);
-        idempotent and safe from any thread. Returns once the watches are in place."""
+        """Watch ``live`` on the runtime's loop (``follow(stop, ready, run, inline)`` is its
+        watch); idempotent and safe from any thread. Returns once the watches are in
+        place."""
         if threading.current_thread() is not self._restart_thread:
             self._restart_done.wait(START_TIMEOUT)  # a forked child's restart comes first
         with self._lock:
@@ -253,7 +281,8 @@ class Runtime:
                 stop = StopEvent()
                 ready = threading.Event()
                 future = asyncio.run_coroutine_threadsafe(
-                    follow(stop, ready.set, background.run), background.loop
+                    follow(stop, ready.set, background.run, background.inline),
+                    background.loop,
                 )
                 future.add_done_callback(lambda _: ready.set())
                 watch = self._watches[live] = _Watch(future, stop, ready)

@@ -101,9 +101,18 @@ class DirectoryWatch:
         self.ready = asyncio.Event()
         self._on_close = on_close
         self._task: asyncio.Task[None] | None = None
+        self._direct: dict[Subscriber, Callable[[], None]] = {}
+        #: True while the task awaits the subscribers: a commit then waits its turn.
+        self._notifying = False
 
-    def subscribe(self, subscriber: Subscriber) -> None:
+    def subscribe(self, subscriber: Subscriber, direct: Callable[[], None] | None = None) -> None:
+        """Call ``subscriber`` at each change. ``direct``, if given, is the same reaction
+        as a plain function, which the inotify hub may call at once, from the callback of
+        the loop that read a kubelet commit, instead of waking this watch's task to await
+        ``subscriber``: one iteration of the loop per change (see :meth:`_commit`)."""
         self.subscribers.append(subscriber)
+        if direct is not None:
+            self._direct[subscriber] = direct
         if self._task is None or self._task.done():
             # (A watch task only ends when cancelled or when the loop shuts down, but a
             # subscriber must never join a watch that nobody runs.)
@@ -114,6 +123,8 @@ class DirectoryWatch:
     async def unsubscribe(self, subscriber: Subscriber) -> None:
         with contextlib.suppress(ValueError):
             self.subscribers.remove(subscriber)
+        if subscriber not in self.subscribers:
+            self._direct.pop(subscriber, None)
         if not self.subscribers and self._task is not None:
             task, self._task = self._task, None
             if self._on_close is not None:
@@ -123,11 +134,30 @@ class DirectoryWatch:
                 await task
 
     async def _notify(self) -> None:
-        for subscriber in list(self.subscribers):
+        self._notifying = True
+        try:
+            for subscriber in list(self.subscribers):
+                try:
+                    await subscriber()
+                except Exception:
+                    logger.exception("canaryconf: reload after a change in %s failed", self.path)
+        finally:
+            self._notifying = False
+
+    def _commit(self) -> bool:
+        """A kubelet commit, read by the hub: call every subscriber's direct form now, in
+        subscription order, and say True; or say False (a subscriber has none, or the task
+        is awaiting the subscribers already) and let the task handle it."""
+        subscribers = list(self.subscribers)
+        direct = self._direct
+        if self._notifying or not subscribers or any(s not in direct for s in subscribers):
+            return False
+        for subscriber in subscribers:
             try:
-                await subscriber()
+                direct[subscriber]()
             except Exception:
                 logger.exception("canaryconf: reload after a change in %s failed", self.path)
+        return True
 
     async def _run(self) -> None:
         backoff = BACKOFF_START
@@ -213,6 +243,8 @@ class DirectoryWatch:
         try:
             self.ready.set()
             await self._notify()  # the directory may have changed before the watch existed
+            if kubelet:
+                listener.on_commit = self._commit
             while True:
                 await listener.wakeup.wait()
                 listener.wakeup.clear()
@@ -222,6 +254,7 @@ class DirectoryWatch:
                 if committed and not kubelet:
                     kubelet = True
                     hub.set_mask(listener, _inotify.KUBELET_MASK)
+                    listener.on_commit = self._commit
                 if not committed and self.debounce > 0:
                     deadline = loop.time() + self.debounce
                     while not committed:
@@ -234,6 +267,7 @@ class DirectoryWatch:
                         committed = self._take(listener.pending)
                 yield
         finally:
+            listener.on_commit = None
             hub.remove(listener)
 
     @staticmethod
@@ -338,9 +372,11 @@ _ALWAYS = _inotify.IN_IGNORED | _inotify.IN_UNMOUNT | _inotify.IN_Q_OVERFLOW
 class _Listener:
     """One :class:`DirectoryWatch`'s watch on its loop's hub: the path and mask it asked
     for, the watch descriptor the kernel gave (``None`` once the watch is gone), and the
-    events routed to it that it has not looked at yet; ``wakeup`` is set when some came."""
+    events routed to it that it has not looked at yet; ``wakeup`` is set when some came.
+    ``on_commit``, when set, handles a batch that is a kubelet commit and nothing worse
+    at once (it says False when it would rather the task did)."""
 
-    __slots__ = ("mask", "path", "pending", "wakeup", "wd")
+    __slots__ = ("mask", "on_commit", "path", "pending", "wakeup", "wd")
 
     def __init__(self, path: str, mask: int) -> None:
         self.path = path
@@ -348,6 +384,7 @@ class _Listener:
         self.wd: int | None = None
         self.pending: list[_inotify.InotifyEvent] = []
         self.wakeup = asyncio.Event()
+        self.on_commit: Callable[[], bool] | None = None
 
 
 class _InotifyHub:
@@ -495,10 +532,12 @@ class _InotifyHub:
                 os.close(fd)
 
     def _readable(self) -> None:
-        """Read what is queued and wake the listeners it concerns."""
+        """Read what is queued and hand it to the listeners it concerns: a batch that is a
+        kubelet commit and nothing else a listener must act on goes to its ``on_commit``,
+        anything else wakes its task."""
         if self.fd is None:
             return
-        woken: dict[int, _Listener] = {}
+        routed: dict[int, tuple[_Listener, list[_inotify.InotifyEvent]]] = {}
         for event in _inotify.read_events(self.fd):
             if event.wd == -1:  # IN_Q_OVERFLOW: events were lost, for anyone
                 targets = [x for group in self._listeners.values() for x in group]
@@ -511,10 +550,33 @@ class _InotifyHub:
                         listener.wd = None
             for listener in targets:
                 if event.mask & (listener.mask | _ALWAYS):
-                    listener.pending.append(event)
-                    woken[id(listener)] = listener
-        for listener in woken.values():
+                    entry = routed.get(id(listener))
+                    if entry is None:
+                        routed[id(listener)] = (listener, [event])
+                    else:
+                        entry[1].append(event)
+        for listener, events in routed.values():
+            on_commit = listener.on_commit
+            if (
+                on_commit is not None
+                and not listener.pending
+                and _only_a_commit(events)
+                and on_commit()
+            ):
+                continue
+            listener.pending.extend(events)
             listener.wakeup.set()
+
+
+def _only_a_commit(events: list[_inotify.InotifyEvent]) -> bool:
+    """Whether ``events`` hold the rename onto ``..data`` and otherwise only renames (that
+    a kubelet-managed watch ignores): nothing gone, nothing lost."""
+    committed = False
+    for event in events:
+        if event.mask != _inotify.IN_MOVED_TO:
+            return False
+        committed = committed or event.name == DATA_LINK
+    return committed
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InotifyHub] = (

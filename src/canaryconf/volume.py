@@ -21,7 +21,6 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from types import MappingProxyType
 
 from canaryconf._errors import (
@@ -270,7 +269,7 @@ def read_volume(
         _check_root(root)  # (a ``..data`` link in it says it is a directory)
     # Real paths are resolved only when a symlink or a subdirectory needs them: a generation
     # the kubelet wrote has neither, and resolving costs a system call per path component.
-    real_root: RealPath = cache(lambda: os.path.realpath(root))
+    real_root: RealPath = _resolved_once(lambda: os.path.realpath(root))
     attempts = max(1, retries)
     for attempt in range(attempts):
         target = first if attempt == 0 else read_data_target(root)
@@ -338,8 +337,21 @@ def _check_root(root: str) -> None:
         )
 
 
-#: A real path, resolved on first call (then kept: ``functools.cache``).
+#: A real path, resolved on first call (then kept).
 RealPath = Callable[[], str]
+
+
+def _resolved_once(resolve: Callable[[], str]) -> RealPath:
+    """``resolve()``, called the first time the result is asked for, then kept. (What
+    ``functools.cache`` gives, without making a cache object at every read.)"""
+    kept: list[str] = []
+
+    def real_path() -> str:
+        if not kept:
+            kept.append(resolve())
+        return kept[0]
+
+    return real_path
 
 
 def _walk(
@@ -390,7 +402,7 @@ def _checked_generation(root: str, target: str, real_root: RealPath) -> RealPath
     except OSError:
         mode = None  # (gone: the read that follows notices)
     if mode is None or stat.S_ISDIR(mode):
-        return cache(lambda: os.path.join(real_root(), target))
+        return _resolved_once(lambda: os.path.join(real_root(), target))
     resolved = os.path.realpath(generation_dir)
     if not resolved.startswith(real_root() + os.sep):
         raise UnsafePathError(
@@ -555,7 +567,7 @@ def read_volume_files(
     first = data_target if data_target is not None else read_data_target(root)
     if first is None:
         _check_root(root)
-    real_root: RealPath = cache(lambda: os.path.realpath(root))
+    real_root: RealPath = _resolved_once(lambda: os.path.realpath(root))
     wanted = _wanted_names(names if isinstance(names, frozenset) else frozenset(names))
     attempts = max(1, retries)
     for attempt in range(attempts):
