@@ -36,10 +36,10 @@ from canaryconf.sources.base import (
     canaryconf_order,
     class_memo,
     current_context,
-    deep_update,
     enter_context,
     exit_context,
     field_names_by_key,
+    merge_into,
     places_own_sources,
     registered_sources,
     volume_dirs,
@@ -303,9 +303,9 @@ def _values_with_static(
     state: dict[str, Any] = copy.deepcopy(below) if below else {}
     for data in reversed(layers):
         if data:
-            state = deep_update(state, data)
+            merge_into(state, data)
     if static.init:
-        state = deep_update(state, copy.deepcopy(static.init))
+        merge_into(state, copy.deepcopy(static.init))
     return state
 
 

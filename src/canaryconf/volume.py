@@ -93,7 +93,7 @@ class VolumeSnapshot:
 
     def file_path(self, name: str) -> str:
         """The path a user should see for file ``name`` (the stable top-level one)."""
-        return os.path.join(self.path, name)
+        return _top_level_path(self.path, name)
 
     def text(self, name: str, default: str | None = None) -> str | None:
         """File ``name`` decoded as UTF-8 (invalid bytes replaced), or ``default``."""
@@ -195,9 +195,22 @@ def content_digest(files: Mapping[str, bytes], directories: Iterable[str] = ()) 
 def read_data_target(path: str | os.PathLike[str]) -> str | None:
     """The generation ``..data`` points to now, or None when there is no ``..data`` link."""
     try:
-        return os.readlink(os.path.join(path, DATA_LINK))
+        return os.readlink(_data_link(os.fspath(path)))
     except OSError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _data_link(directory: str) -> str:
+    """The path of ``directory``'s ``..data`` link (asked several times per reload)."""
+    return os.path.join(directory, DATA_LINK)
+
+
+@functools.lru_cache(maxsize=4096)
+def _top_level_path(directory: str, name: str) -> str:
+    """``os.path.join(directory, name)``: the stable path of a volume's file, asked for
+    each field's provenance at every reload."""
+    return os.path.join(directory, name)
 
 
 def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
@@ -625,9 +638,10 @@ def _read_named(
 ) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
+    # (The names are plain relative paths: joined by hand, once per file and reload.)
+    prefix = base if base.endswith(os.sep) else base + os.sep
     for name in names:
-        full = os.path.join(base, name)
-        shown = os.path.join(root, name)
+        full = prefix + name
         try:
             # The usual case, a regular file of the generation, in one open; a symlink or
             # a directory (or a nested name) is looked at closer.
@@ -649,19 +663,22 @@ def _read_named(
                     continue
                 data = _read_capped(full, max_file, max_total - total)
         except VolumeError as exc:
-            raise type(exc)(shown, exc.reason) from None
+            raise type(exc)(os.path.join(root, name), exc.reason) from None
         except (FileNotFoundError, NotADirectoryError):
             if base != root and not os.path.isdir(base):
                 raise _GenerationVanished from None
             if base == root and _dangling(full):
-                raise VolumeError(shown, "is a symlink to nothing (dangling)") from None
+                raise VolumeError(
+                    os.path.join(root, name), "is a symlink to nothing (dangling)"
+                ) from None
             continue
         except PermissionError:
             raise VolumePermissionError(
-                shown, "permission denied (the file's mode or owner keeps this user out)"
+                os.path.join(root, name),
+                "permission denied (the file's mode or owner keeps this user out)",
             ) from None
         except OSError as exc:
-            raise VolumeError(shown, exc.strerror or "cannot be read") from None
+            raise VolumeError(os.path.join(root, name), exc.strerror or "cannot be read") from None
         if data is None:
             raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
         total += len(data)

@@ -763,7 +763,12 @@ class StaticValues:
 def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``update`` merged in, the way pydantic-settings merges one source's
     values into a lower one's: a dict into a dict key by key, anything else replaces."""
-    merged = dict(base)
+    return merge_into(dict(base), update)
+
+
+def merge_into(merged: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`deep_update` into ``merged`` itself (a dict the caller owns; the dicts in
+    it are not changed, a merge below the top level copies); returns ``merged``."""
     for key, value in update.items():
         below = merged.get(key)
         if isinstance(below, dict) and isinstance(value, dict):
