@@ -29,7 +29,6 @@ import collections
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
@@ -95,9 +94,9 @@ class _Background:
     A kubelet commit (the common case: one rename onto ``..data``) is run by
     :meth:`inline`, straight from the callback of the loop that read the inotify event:
     one iteration of the loop per change, no task woken, nothing queued or awaited. For
-    the length of that call the thread looks as it does outside any loop (no running loop,
-    no async-generator hooks), so synchronous handlers may use libraries that refuse to
-    run inside one, such as Django's ORM.
+    the length of that call no event loop is running in the thread
+    (``asyncio.get_running_loop()`` raises, ``asyncio.run()`` works), so synchronous
+    handlers may use libraries that refuse to run inside one, such as Django's ORM.
 
     Everything else a watch does (its first catch-up reload, a plain directory's
     coalesced changes, polling) hands a reload to :meth:`run`, which queues it and stops
@@ -134,15 +133,13 @@ class _Background:
         propagate. Nothing runs once the thread is shutting down."""
         if self._closing:
             return
-        running, hooks = events._get_running_loop(), sys.get_asyncgen_hooks()
+        running = events._get_running_loop()
         events._set_running_loop(None)
-        sys.set_asyncgen_hooks(firstiter=None, finalizer=None)
         self.busy = True
         try:
             fn()
         finally:
             self.busy = False
-            sys.set_asyncgen_hooks(*hooks)
             events._set_running_loop(running)
 
     def _run(self) -> None:

@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -87,7 +86,10 @@ class _ClassMemo:
         self.values: dict[object, Any] = {}
 
 
-_MEMOS: weakref.WeakKeyDictionary[type, _ClassMemo] = weakref.WeakKeyDictionary()
+#: Where a class keeps its memo: in its own ``__dict__`` (never inherited: a subclass is
+#: another declaration), so it lives and dies with the class and is found without a weak
+#: reference made per look-up.
+_MEMO_ATTRIBUTE = "__canaryconf_memo__"
 
 
 def class_memo(settings_cls: type[BaseSettings], key: object, compute: Callable[[], T]) -> T:
@@ -97,13 +99,14 @@ def class_memo(settings_cls: type[BaseSettings], key: object, compute: Callable[
     the class. A new ``model_config`` object or a change to the registry starts afresh;
     like pydantic, canaryconf reads ``model_config`` as it is when the class is used, and
     does not notice it being mutated in place afterwards."""
-    memo = _MEMOS.get(settings_cls)
+    memo: _ClassMemo | None = settings_cls.__dict__.get(_MEMO_ATTRIBUTE)
     if (
         memo is None
         or memo.config is not settings_cls.model_config
         or memo.registry != _registry_version
     ):
-        memo = _MEMOS[settings_cls] = _ClassMemo(settings_cls.model_config, _registry_version)
+        memo = _ClassMemo(settings_cls.model_config, _registry_version)
+        type.__setattr__(settings_cls, _MEMO_ATTRIBUTE, memo)
     try:
         return memo.values[key]  # type: ignore[no-any-return]
     except KeyError:
