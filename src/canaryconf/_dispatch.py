@@ -90,15 +90,24 @@ class _OrderedIds(set[Any]):
                 self.add(item)
 
     def copy(self) -> _OrderedIds:
-        return _OrderedIds(self._order)
+        return self._with(dict(self._order))
 
     def __iter__(self) -> Iterator[Any]:
         return iter(list(self._order))
 
     def __or__(self, other: Iterable[Any]) -> _OrderedIds:
-        merged = self.copy()
-        merged.update(other)
-        return merged
+        # (blinker unites two of these for every signal it sends: made in one go.)
+        order = dict(self._order)
+        order.update(dict.fromkeys(other))
+        return self._with(order)
+
+    @classmethod
+    def _with(cls, order: dict[Any, None]) -> _OrderedIds:
+        """One holding the keys of ``order`` (which it keeps)."""
+        made = cls()
+        set.update(made, order)
+        made._order = order
+        return made
 
 
 class OrderedSignal(NamedSignal):

@@ -34,7 +34,6 @@ reason                  status        when
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
@@ -100,12 +99,12 @@ class Version(Generic[S]):
     def of(cls, settings: S, volumes: Volumes) -> Version[S]:
         return cls(settings, dict(volumes), combined_digest(volumes))
 
-    @functools.cached_property
+    @property
     def generations(self) -> tuple[str | None, ...]:
         """The generation of each volume (None: a plain directory, or no volume)."""
         return tuple(v.generation if v is not None else None for v in self.volumes.values())
 
-    @functools.cached_property
+    @property
     def generation(self) -> str | None:
         """The generation of the first volume that has one."""
         return next((g for g in self.generations if g is not None), None)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Literal, TypeVar
 
 from canaryconf.settings import REDACTED, CanarySettings, Redacted, secret_fields
+from canaryconf.sources.base import field_names
 
 __all__ = ["ABSENT", "Change", "ReloadResult", "change_line", "changed_fields", "display"]
 
@@ -20,7 +21,7 @@ def changed_fields(old: CanarySettings, new: CanarySettings) -> frozenset[str]:
     before, after = old.__dict__, new.__dict__
     return frozenset(
         name
-        for name in type(new).model_fields
+        for name in field_names(type(new))
         if before.get(name, ABSENT) != after.get(name, ABSENT)
     )
 

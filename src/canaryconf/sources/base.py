@@ -46,6 +46,7 @@ __all__ = [
     "config_value",
     "current_context",
     "dashed",
+    "field_names",
     "field_names_by_key",
     "input_key",
     "map_fetch",
@@ -677,6 +678,11 @@ def input_key(field_name: str, field: FieldInfo) -> str:
             if isinstance(choice, str):
                 return choice
     return field.alias or field_name
+
+
+def field_names(settings_cls: type[BaseSettings]) -> tuple[str, ...]:
+    """The names of the fields of ``settings_cls``, in order, once per class."""
+    return class_memo(settings_cls, field_names, lambda: tuple(settings_cls.model_fields))
 
 
 def field_names_by_key(settings_cls: type[BaseSettings]) -> Mapping[str, str]:
