@@ -377,7 +377,7 @@ class LiveSettings(Generic[S]):
         return volumes
 
     def _links(self) -> tuple[str | None, ...]:
-        return tuple(read_data_target(d) for d in self._core.dirs)
+        return tuple([read_data_target(d) for d in self._core.dirs])
 
     def _reload(self, trigger: Trigger) -> ReloadResult[S]:
         delivery = self._step(trigger)
@@ -708,7 +708,7 @@ def _exit_when_restart_is_required(result: ReloadResult[Any]) -> None:
 
 
 def _generations(volumes: dict[str, VolumeSnapshot | None]) -> tuple[str | None, ...]:
-    return tuple(v.generation if v is not None else None for v in volumes.values())
+    return tuple([v.generation if v is not None else None for v in volumes.values()])
 
 
 def _role(core: _Core[Any], snapshot: CanarySettings) -> str | None:

@@ -102,12 +102,15 @@ class Version(Generic[S]):
     @property
     def generations(self) -> tuple[str | None, ...]:
         """The generation of each volume (None: a plain directory, or no volume)."""
-        return tuple(v.generation if v is not None else None for v in self.volumes.values())
+        return tuple([v.generation if v is not None else None for v in self.volumes.values()])
 
     @property
     def generation(self) -> str | None:
         """The generation of the first volume that has one."""
-        return next((g for g in self.generations if g is not None), None)
+        for generation in self.generations:
+            if generation is not None:
+                return generation
+        return None
 
 
 @dataclass(frozen=True)

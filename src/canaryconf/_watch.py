@@ -150,7 +150,7 @@ class DirectoryWatch:
         is awaiting the subscribers already) and let the task handle it."""
         subscribers = list(self.subscribers)
         direct = self._direct
-        if self._notifying or not subscribers or any(s not in direct for s in subscribers):
+        if self._notifying or not subscribers or not direct.keys() >= set(subscribers):
             return False
         for subscriber in subscribers:
             try:

@@ -20,9 +20,11 @@ def changed_fields(old: CanarySettings, new: CanarySettings) -> frozenset[str]:
     # (A field's value is its instance dict entry: no attribute look-up per field.)
     before, after = old.__dict__, new.__dict__
     return frozenset(
-        name
-        for name in field_names(type(new))
-        if before.get(name, ABSENT) != after.get(name, ABSENT)
+        [
+            name
+            for name in field_names(type(new))
+            if before.get(name, ABSENT) != after.get(name, ABSENT)
+        ]
     )
 
 

@@ -146,7 +146,7 @@ def dashed(name: str) -> str:
     return name.replace("_", "-")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Origin:
     """Where one field's value came from: a file (and key in it), or a named source.
 
@@ -158,6 +158,21 @@ class Origin:
     key: str | None = None
     secret: bool = False
     map_text: str | bytes | None = dataclass_field(default=None, repr=False, compare=False)
+
+    def __init__(
+        self,
+        source: str,
+        key: str | None = None,
+        secret: bool = False,
+        map_text: str | bytes | None = None,
+    ) -> None:
+        # A reload makes one per field: filled in directly, a third of what the frozen
+        # dataclass's generated ``__init__`` (a ``object.__setattr__`` per field) costs.
+        values = self.__dict__
+        values["source"] = source
+        values["key"] = key
+        values["secret"] = secret
+        values["map_text"] = map_text
 
     @property
     def line(self) -> int | None:
@@ -311,7 +326,8 @@ def map_fetch(file: str, key: str, *, secret: bool = False) -> Fetch:
     """The fetch of a field that is ``key`` of the label/annotation file ``file``."""
 
     def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
-        found = context.downward_map(file)
+        maps = context._maps  # (every field of the file asks: the parsed map, once found)
+        found = maps[file] if file in maps else context.downward_map(file)
         if found is None:
             return None
         values, path, text = found
