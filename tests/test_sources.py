@@ -215,3 +215,77 @@ def test_selective_kinds_restrict_reads(tmp_path: Path) -> None:
     assert needed[str(tmp_path / "cm")] is None  # a ConfigMap volume is read whole
     # Plain fields may come from annotations and from files named like them.
     assert needed[str(tmp_path / "app")] == {"annotations", "db_url", "db-url", "token"}
+
+
+def test_an_origin_is_an_immutable_value() -> None:
+    import dataclasses
+
+    origin = Origin("/etc/podinfo/annotations", "a/b", secret=True, map_text=b'a/b="1"')
+    same = Origin("/etc/podinfo/annotations", "a/b", True)
+    assert origin == same and hash(origin) == hash(same)  # the file's text is not compared
+    assert origin != Origin("/etc/podinfo/annotations", "a/c", True)
+    assert "map_text" not in repr(origin)
+    assert origin.line == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        origin.key = "x"  # type: ignore[misc]
+    moved = dataclasses.replace(origin, key="a/c")
+    assert (moved.source, moved.key, moved.secret, moved.map_text) == (
+        "/etc/podinfo/annotations",
+        "a/c",
+        True,
+        b'a/b="1"',
+    )
+
+
+def test_a_subclass_reads_by_its_own_declaration_after_its_parent_was_used(
+    tmp_path: Path,
+) -> None:
+    from canaryconf import annotation
+    from canaryconf.testing import pod_files
+
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(pod_files(annotations={"shop/color": "blue", "shop/size": "7"}))
+
+    class Parent(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(tmp_path / "podinfo"))
+        color: str = annotation("shop/color", default="none")
+
+    parent = live(Parent)
+    writer.write(pod_files(annotations={"shop/color": "green", "shop/size": "8"}))
+    assert parent.reload().applied and parent.color == "green"
+
+    class Child(Parent):
+        size: int = annotation("shop/size", default=0)
+
+    child = live(Child)
+    assert (child.color, child.size) == ("green", 8)
+    writer.write(pod_files(annotations={"shop/color": "red", "shop/size": "9"}))
+    assert child.reload().applied and (child.color, child.size) == ("red", 9)
+    assert parent.reload().applied and parent.color == "red"
+    assert not hasattr(parent.current, "size")
+
+
+def test_a_class_that_overrides_volume_sources_is_read_by_them_on_every_reload(
+    tmp_path: Path,
+) -> None:
+    from canaryconf import annotation, label
+    from canaryconf.sources.providers import LabelsSource
+    from canaryconf.testing import pod_files
+
+    writer = KubeletWriter(tmp_path / "podinfo")
+    writer.write(pod_files(labels={"color": "blue"}, annotations={"size": "7"}))
+
+    class LabelsOnly(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=str(tmp_path / "podinfo"))
+        color: str = label("color", default="none")
+        size: int = annotation("size", default=0)
+
+        @classmethod
+        def volume_sources(cls, settings_cls: type[Any]) -> tuple[Any, ...]:
+            return (LabelsSource(settings_cls),)  # annotations are not read here
+
+    settings = live(LabelsOnly)
+    assert (settings.color, settings.size) == ("blue", 0)
+    writer.write(pod_files(labels={"color": "green"}, annotations={"size": "8"}))
+    assert settings.reload().applied
+    assert (settings.color, settings.size) == ("green", 0)
