@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal as signal_module
@@ -529,13 +530,10 @@ class LiveSettings(Generic[S]):
             else:
                 await run(reload_unless_stopped)
 
-        def reload_inline() -> None:
-            assert inline is not None
-            inline(reload_unless_stopped)
-
+        direct = None if inline is None else functools.partial(inline, reload_unless_stopped)
         core.async_watches += run is None
         for w in watches:
-            w.subscribe(on_event, None if inline is None else reload_inline)
+            w.subscribe(on_event, direct)
         try:
             for w in watches:
                 await w.ready.wait()

@@ -3,10 +3,10 @@
 :meth:`LiveSettings.start() <canaryconf.LiveSettings.start>` hands its watch to the
 :class:`Runtime` of the process. The runtime runs one thread, ``canaryconf-watcher``,
 with an event loop that sleeps until a volume changes (every started LiveSettings shares
-it). Reloads and their handlers run on that thread too, one at a time, but outside the
-loop: the thread leaves the loop to run them, so synchronous handlers may use libraries
-that refuse to run inside one (Django's ORM), and a change wakes one thread once. The
-thread ends when the last LiveSettings stops.
+it). Reloads and their handlers run on that thread too, one at a time, with no event
+loop reported as running, so synchronous handlers may use libraries that refuse to run
+inside one (Django's ORM), and a change wakes one thread once. The thread ends when the
+last LiveSettings stops.
 
 Fork is handled here and nowhere else. Just before a fork, the runtime lets the
 deliveries and reloads under way in other threads finish and holds the next ones, so that
@@ -88,8 +88,8 @@ class StepLock:
 
 class _Background:
     """The runtime's one thread, ``canaryconf-watcher``: it runs an event loop that
-    sleeps until a volume changes, and leaves that loop to run reloads and their
-    handlers.
+    sleeps until a volume changes, and runs reloads and their handlers as if outside
+    that loop.
 
     A kubelet commit (the common case: one rename onto ``..data``) is run by
     :meth:`inline`, straight from the callback of the loop that read the inotify event:

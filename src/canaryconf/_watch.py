@@ -13,7 +13,9 @@ Every backend is a coroutine that yields once per coalesced batch of changes:
   live.watching()``). The descriptor is opened at the first watch of a loop and closed
   when its last watch ends. On a volume the kubelet manages a watch listens for the
   rename onto ``..data`` (the kubelet's commit point) alone and reports it at once: one
-  wake-up per swap. On a plain directory any change is reported, coalesced over
+  wake-up per swap, and when every subscriber can react without being awaited (the
+  runtime's thread watcher) they are called from the callback that read the event, in
+  one pass of the loop. On a plain directory any change is reported, coalesced over
   ``debounce`` seconds.
 - ``watchfiles`` (elsewhere, e.g. macOS development): ``watchfiles.awatch`` on the directory.
 - ``polling`` (``force_polling=True``, or when inotify is unavailable or out of watches):

@@ -93,7 +93,7 @@ class VolumeSnapshot:
 
     def file_path(self, name: str) -> str:
         """The path a user should see for file ``name`` (the stable top-level one)."""
-        return _top_level_path(self.path, name)
+        return _joined(self.path, name)
 
     def text(self, name: str, default: str | None = None) -> str | None:
         """File ``name`` decoded as UTF-8 (invalid bytes replaced), or ``default``."""
@@ -195,7 +195,7 @@ def content_digest(files: Mapping[str, bytes], directories: Iterable[str] = ()) 
 def read_data_target(path: str | os.PathLike[str]) -> str | None:
     """The generation ``..data`` points to now, or None when there is no ``..data`` link."""
     try:
-        return os.readlink(_data_link(os.fspath(path)))
+        return os.readlink(_joined(os.fspath(path), DATA_LINK))
     except OSError:
         return None
 
@@ -211,16 +211,11 @@ def _normalized(root: str) -> str:
     return os.path.normpath(root)
 
 
-@functools.lru_cache(maxsize=1024)
-def _data_link(directory: str) -> str:
-    """The path of ``directory``'s ``..data`` link (asked several times per reload)."""
-    return os.path.join(directory, DATA_LINK)
-
-
 @functools.lru_cache(maxsize=4096)
-def _top_level_path(directory: str, name: str) -> str:
-    """``os.path.join(directory, name)``: the stable path of a volume's file, asked for
-    each field's provenance at every reload."""
+def _joined(directory: str, name: str) -> str:
+    """``os.path.join(directory, name)`` for the stable names of a volume (its ``..data``
+    link, its top-level files), asked again at every reload: for each link read and each
+    field's provenance."""
     return os.path.join(directory, name)
 
 
