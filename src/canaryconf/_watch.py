@@ -284,9 +284,7 @@ class DirectoryWatch:
                 raise DirectoryGone
             if event.mask & _inotify.IN_Q_OVERFLOW:
                 committed = True  # events were lost: re-read now
-            elif event.name == DATA_LINK and event.mask & (
-                _inotify.IN_MOVED_TO | _inotify.IN_CREATE
-            ):
+            elif _is_commit(event):
                 committed = True
         return committed
 
@@ -570,15 +568,17 @@ class _InotifyHub:
             listener.wakeup.set()
 
 
+def _is_commit(event: _inotify.InotifyEvent) -> bool:
+    """Whether ``event`` puts a ``..data`` link in place: the kubelet's commit."""
+    return event.name == DATA_LINK and bool(
+        event.mask & (_inotify.IN_MOVED_TO | _inotify.IN_CREATE)
+    )
+
+
 def _only_a_commit(events: list[_inotify.InotifyEvent]) -> bool:
-    """Whether ``events`` hold the rename onto ``..data`` and otherwise only renames (that
-    a kubelet-managed watch ignores): nothing gone, nothing lost."""
-    committed = False
-    for event in events:
-        if event.mask != _inotify.IN_MOVED_TO:
-            return False
-        committed = committed or event.name == DATA_LINK
-    return committed
+    """Whether ``events`` hold the kubelet's commit and otherwise only renames (that a
+    kubelet-managed watch ignores): nothing gone, nothing lost."""
+    return all(e.mask == _inotify.IN_MOVED_TO for e in events) and any(map(_is_commit, events))
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InotifyHub] = (

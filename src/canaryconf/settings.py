@@ -186,14 +186,7 @@ class CanarySettings(BaseSettings):
             raise error
         if ctx.problems:
             raise SettingsValidationError(cls.__name__, ctx.problems)
-        origins = dict(ctx.origins)
-        private = __canaryconf_self__.__pydantic_private__
-        if private is not None:
-            # Where pydantic keeps private attributes, set as its own ``__setattr__``
-            # would, without the two calls that takes at every reload.
-            private["_canaryconf_origins"] = origins
-        else:
-            __canaryconf_self__._canaryconf_origins = origins
+        __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
 
     @classmethod
     @canaryconf_order

@@ -152,7 +152,7 @@ class GenerationCache:
         ``..data`` named when the caller just looked (read here when not given)."""
         root = os.fspath(path)
         wanted = None if names is None else frozenset(names)
-        key = (_cache_key_path(root), wanted, max_file_bytes, max_volume_bytes)
+        key = (os.path.abspath(root), wanted, max_file_bytes, max_volume_bytes)
         last = self._last.get(key)
         if not fresh and last is not None:
             if data_target is None:
@@ -198,17 +198,6 @@ def read_data_target(path: str | os.PathLike[str]) -> str | None:
         return os.readlink(_joined(os.fspath(path), DATA_LINK))
     except OSError:
         return None
-
-
-def _cache_key_path(root: str) -> str:
-    """``os.path.abspath(root)``; memoized for an absolute path (the usual case, asked at
-    every read), whose normal form does not depend on the working directory."""
-    return _normalized(root) if os.path.isabs(root) else os.path.abspath(root)
-
-
-@functools.lru_cache(maxsize=1024)
-def _normalized(root: str) -> str:
-    return os.path.normpath(root)
 
 
 @functools.lru_cache(maxsize=4096)

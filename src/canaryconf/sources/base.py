@@ -326,8 +326,7 @@ def map_fetch(file: str, key: str, *, secret: bool = False) -> Fetch:
     """The fetch of a field that is ``key`` of the label/annotation file ``file``."""
 
     def fetch(context: BuildContext) -> tuple[Any, Origin] | None:
-        maps = context._maps  # (every field of the file asks: the parsed map, once found)
-        found = maps[file] if file in maps else context.downward_map(file)
+        found = context.downward_map(file)
         if found is None:
             return None
         values, path, text = found
