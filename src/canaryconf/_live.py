@@ -42,7 +42,7 @@ from canaryconf.rollout import CANARY_ROLES, STABLE_ROLES, RolloutInfo
 from canaryconf.settings import CanarySettings, build_snapshot, restart_fields
 from canaryconf.sources.base import StaticValues, read_settings_volume
 from canaryconf.sources.providers.labels import is_rollout_field
-from canaryconf.volume import DigestField, VolumeSnapshot, read_data_target
+from canaryconf.volume import VolumeSnapshot, read_data_target
 
 __all__ = ["LiveSettings", "PinnedSettings", "live"]
 
@@ -66,9 +66,8 @@ class PinnedSettings(Generic[S]):
 
     settings: S
     generation: str | None
-    #: The volumes' content digest (computed when first read).
-    digest: DigestField = DigestField()
-    rollout_role: str | None = None
+    digest: str
+    rollout_role: str | None
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name == "settings":
@@ -276,7 +275,7 @@ class LiveSettings(Generic[S]):
         return PinnedSettings(
             version.settings,
             version.generation,
-            version.digest_source,
+            version.digest,
             _role(self._core, version.settings),
         )
 
@@ -320,7 +319,7 @@ class LiveSettings(Generic[S]):
                 result: ReloadResult[S] = ReloadResult(
                     "unchanged",
                     generation=version.generation,
-                    digest=version.digest_source,
+                    digest=version.digest,
                     reason="same-generation",
                 )
                 return core.dispatcher.post(result)

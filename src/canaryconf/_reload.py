@@ -43,7 +43,7 @@ from typing import Generic, Literal, TypeVar
 from canaryconf._errors import CanaryConfError, VolumeError, VolumePermissionError
 from canaryconf.change import Change, ReloadResult, changed_fields
 from canaryconf.settings import CanarySettings
-from canaryconf.volume import DigestField, DigestSource, VolumeBusyError, VolumeSnapshot
+from canaryconf.volume import VolumeBusyError, VolumeSnapshot
 
 __all__ = [
     "REASONS",
@@ -87,63 +87,17 @@ def combined_digest(volumes: Volumes) -> str:
     return h.hexdigest()
 
 
-def same_content(one: Volumes, other: Volumes) -> bool:
-    """Whether two readings hold the same directories with the same files (what equal
-    :func:`combined_digest` values say, found by comparing bytes)."""
-    if len(one) != len(other):
-        return False
-    for (directory, volume), (other_directory, other_volume) in zip(
-        one.items(), other.items(), strict=True
-    ):
-        if directory != other_directory:
-            return False
-        if volume is None or other_volume is None:
-            if volume is not other_volume:
-                return False
-        elif not volume.same_content(other_volume):
-            return False
-    return True
-
-
-class CombinedDigest:
-    """:func:`combined_digest` of some volumes, computed when first asked for (pickled as
-    the string itself)."""
-
-    __slots__ = ("_value", "_volumes")
-
-    def __init__(self, volumes: Volumes) -> None:
-        self._volumes = volumes
-        self._value: str | None = None
-
-    @property
-    def digest(self) -> str:
-        if self._value is None:
-            self._value = combined_digest(self._volumes)
-        return self._value
-
-    def __reduce__(self) -> tuple[type[str], tuple[str]]:
-        return str, (self.digest,)
-
-
 @dataclass(frozen=True)
 class Version(Generic[S]):
-    """One applied version: the settings snapshot and the volume generations it came
-    from. Its ``digest`` is computed when first read."""
+    """One applied version: the settings snapshot and the volume generations it came from."""
 
     settings: S
     volumes: Volumes
-    digest: DigestField = DigestField()
+    digest: str
 
     @classmethod
     def of(cls, settings: S, volumes: Volumes) -> Version[S]:
-        volumes = dict(volumes)
-        return cls(settings, volumes, CombinedDigest(volumes))
-
-    @property
-    def digest_source(self) -> str | DigestSource:
-        """What gives :attr:`digest` without computing it: for the results of a reload,
-        whose digest may never be read."""
-        return DigestField.stored(self)
+        return cls(settings, dict(volumes), combined_digest(volumes))
 
     @property
     def generations(self) -> tuple[str | None, ...]:
@@ -168,7 +122,6 @@ class ReloadState(Generic[S]):
     last_error: Exception | None = None
     #: The identity of the last rejected version (its content digest, or for a version
     #: that could not be read, the generations and the error): meeting it again is no news.
-    #: (The digest of what is read is computed only while this is set.)
     rejected: str | None = None
     #: True in a forked child until its first reload, which takes restart-required fields
     #: as they are: the process starts from them.
@@ -219,25 +172,25 @@ def step(
     volumes = reading.volumes
     if _volume_vanished(current.volumes, volumes):
         return state, _unchanged(current, "volume-gone")
-    if not reread and same_content(volumes, current.volumes):
+    digest = combined_digest(volumes)
+    if digest == current.digest and not reread:
         # Back to the applied content (a bad version was rolled back, say).
-        moved = Version.of(current.settings, volumes)
+        moved = Version(current.settings, dict(volumes), digest)
         return replace(state, current=moved, last_error=None, rejected=None), _unchanged(
             current, "same-content"
         )
-    if state.rejected is not None and not reread and combined_digest(volumes) == state.rejected:
+    if digest == state.rejected and not reread:
         return state, _rejected_before(state, trigger)
     try:
         new = build(volumes)
     except Exception as exc:
-        return _rejected(state, exc, combined_digest(volumes))
+        return _rejected(state, exc, digest)
     fields = changed_fields(current.settings, new)
     held = frozenset() if state.adopt_restart_fields else fields & restart_fields
     if held:
         new = new.model_copy(update={name: getattr(current.settings, name) for name in held})
         fields -= held
-    applied = Version.of(new if fields else current.settings, volumes)
-    digest = applied.digest_source
+    applied = Version(new if fields else current.settings, dict(volumes), digest)
     next_state = ReloadState(applied)
     if not fields:
         result: ReloadResult[S] = ReloadResult(
@@ -261,7 +214,7 @@ def step(
 
 def _unchanged(current: Version[S], reason: str) -> ReloadResult[S]:
     return ReloadResult(
-        "unchanged", generation=current.generation, digest=current.digest_source, reason=reason
+        "unchanged", generation=current.generation, digest=current.digest, reason=reason
     )
 
 
@@ -272,7 +225,7 @@ def _rejected_before(state: ReloadState[S], trigger: Trigger) -> ReloadResult[S]
         "failed",
         error=state.last_error,
         generation=state.current.generation,
-        digest=state.current.digest_source,
+        digest=state.current.digest,
         repeated=True,
         reason="rejected-before",
     )
@@ -293,7 +246,7 @@ def _rejected(
         "failed",
         error=error,
         generation=state.current.generation,
-        digest=state.current.digest_source,
+        digest=state.current.digest,
         reason="invalid",
     )
     return replace(state, last_error=error, rejected=identity), result

@@ -9,7 +9,6 @@ from typing import Any, Final, Generic, Literal, TypeVar
 
 from canaryconf.settings import REDACTED, CanarySettings, Redacted, secret_fields
 from canaryconf.sources.base import field_names
-from canaryconf.volume import DigestField
 
 __all__ = ["ABSENT", "Change", "ReloadResult", "change_line", "changed_fields", "display"]
 
@@ -48,8 +47,7 @@ class Change(Generic[S]):
     new: S
     fields: frozenset[str] = field(default=frozenset())
     generation: str | None = None
-    #: The volumes' content digest (computed when first read).
-    digest: DigestField = DigestField()
+    digest: str = ""
 
     def __post_init__(self) -> None:
         if not self.fields:
@@ -150,10 +148,9 @@ class ReloadResult(Generic[S]):
     change: Change[S] | None = None
     error: Exception | None = None
     generation: str | None = None
-    #: The volumes' content digest, computed when first read (it hashes Secret bytes:
-    #: in-process only, never in a repr; what is published is
-    #: :func:`~canaryconf.settings.redacted_digest`).
-    digest: DigestField = field(default=DigestField(), repr=False)
+    #: The volumes' content digest (it hashes Secret bytes: in-process only, never in a
+    #: repr; what is published is :func:`~canaryconf.settings.redacted_digest`).
+    digest: str = field(default="", repr=False)
     duration: float = 0.0
     timestamp: float = field(default_factory=time.time)
     restart_fields: frozenset[str] = frozenset()

@@ -22,7 +22,6 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
 
 from canaryconf._errors import (
     NotAVolumeError,
@@ -55,56 +54,6 @@ DEFAULT_MAX_VOLUME_BYTES = 4 * 1024 * 1024
 DEFAULT_RETRIES = 20
 
 
-class DigestSource(Protocol):
-    """What can give a content digest when it is first asked for."""
-
-    @property
-    def digest(self) -> str: ...
-
-
-class DigestField:
-    """A dataclass field holding a content digest that is computed on first read.
-
-    A reload compares what it read with what is applied byte for byte; the SHA-256 of
-    the volumes is needed only when someone asks for it (``live.digest``, a status
-    endpoint, the CLI), so it is not computed at every reload. The field takes a
-    string, or a :class:`DigestSource` read (once) when the digest is first asked for;
-    with ``compute``, an empty string means "compute it from the instance". Two threads
-    asking at once may both compute it: the same string. (One such field per class: it
-    is stored in the instance dict as ``_digest_value``.)"""
-
-    SLOT = "_digest_value"
-
-    def __init__(self, compute: Callable[[Any], str] | None = None) -> None:
-        self._compute = compute
-
-    def __get__(self, obj: object, owner: type | None = None) -> str:
-        if obj is None:
-            return ""  # the field's default, as dataclasses ask for it
-        slots = obj.__dict__
-        value: str | DigestSource = slots.get(self.SLOT, "")
-        if isinstance(value, str):
-            if value or self._compute is None:
-                return value
-            value = self._compute(obj)
-        else:
-            value = value.digest
-        slots[self.SLOT] = value
-        return value
-
-    def __set__(self, obj: object, value: str | DigestSource) -> None:
-        if isinstance(value, DigestField):  # the default of ``field(default=DigestField())``
-            value = ""
-        obj.__dict__[self.SLOT] = value
-
-    @classmethod
-    def stored(cls, obj: object) -> str | DigestSource:
-        """What the field holds: the digest, or what gives it (to hand on to another
-        field without computing it)."""
-        value: str | DigestSource = obj.__dict__.get(cls.SLOT, "")
-        return value
-
-
 @dataclass(frozen=True)
 class VolumeSnapshot:
     """The files of one generation of a volume, read at one moment.
@@ -125,8 +74,7 @@ class VolumeSnapshot:
     path: str
     generation: str | None
     files: Mapping[str, bytes]
-    #: Computed from the files when first read, unless given.
-    digest: DigestField = DigestField(lambda snapshot: snapshot._content_digest())
+    digest: str = field(default="")
     #: The names asked for that are directories, not files (:func:`read_volume_files`,
     #: which reads no directory): a reader that expected a file there can tell a broken
     #: version from a missing file. A whole read shows a directory by the files under it.
@@ -140,16 +88,8 @@ class VolumeSnapshot:
     def __post_init__(self) -> None:
         if not isinstance(self.files, MappingProxyType):
             object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
-
-    def _content_digest(self) -> str:
-        return content_digest(self.files, self.directories)
-
-    def same_content(self, other: VolumeSnapshot) -> bool:
-        """Whether ``other`` holds the same files and directories (what equal digests
-        say, found by comparing the bytes: no digest is computed)."""
-        return self is other or (
-            self.files == other.files and self.directories == other.directories
-        )
+        if not self.digest:
+            object.__setattr__(self, "digest", content_digest(self.files, self.directories))
 
     def file_path(self, name: str) -> str:
         """The path a user should see for file ``name`` (the stable top-level one)."""
