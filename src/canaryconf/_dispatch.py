@@ -281,7 +281,7 @@ class Dispatcher:
     def _run_sync(self, delivery: Delivery) -> None:
         for signal, receiver, kwargs in self._calls(delivery):
             outcome = self._call(signal, receiver, kwargs)
-            if inspect.isawaitable(outcome):
+            if outcome is not None and inspect.isawaitable(outcome):
                 _run_coroutine(self._await(outcome, signal, receiver))
 
     # -- from a coroutine ------------------------------------------------------------
@@ -305,7 +305,7 @@ class Dispatcher:
                     with self._gate:
                         for signal, receiver, kwargs in self._calls(next_one):
                             outcome = self._call(signal, receiver, kwargs)
-                            if inspect.isawaitable(outcome):
+                            if outcome is not None and inspect.isawaitable(outcome):
                                 await self._await(outcome, signal, receiver)
                 finally:
                     next_one.finish(self._mutex)

@@ -299,13 +299,15 @@ class LiveSettings(Generic[S]):
         """
         delivery = self._step("manual", everything=everything)
         self._core.dispatcher.deliver(delivery)
-        return cast(ReloadResult[S], delivery.result)
+        result: ReloadResult[S] = delivery.result
+        return result
 
     async def areload(self, *, everything: bool = False) -> ReloadResult[S]:
         """:meth:`reload` for async code: coroutine handlers are awaited on this loop."""
         delivery = self._step("manual", everything=everything)
         await self._core.dispatcher.adeliver(delivery)
-        return cast(ReloadResult[S], delivery.result)
+        result: ReloadResult[S] = delivery.result
+        return result
 
     def _step(self, trigger: Trigger, *, everything: bool = False) -> Delivery:
         """Read, take the reload step and publish, under the lock; post the result."""
@@ -383,12 +385,14 @@ class LiveSettings(Generic[S]):
     def _reload(self, trigger: Trigger) -> ReloadResult[S]:
         delivery = self._step(trigger)
         self._core.dispatcher.deliver(delivery)
-        return cast(ReloadResult[S], delivery.result)
+        result: ReloadResult[S] = delivery.result
+        return result
 
     async def _areload(self, trigger: Trigger) -> ReloadResult[S]:
         delivery = self._step(trigger)
         await self._core.dispatcher.adeliver(delivery)
-        return cast(ReloadResult[S], delivery.result)
+        result: ReloadResult[S] = delivery.result
+        return result
 
     def _announce(self, result: ReloadResult[S]) -> Iterator[tuple[NamedSignal, dict[str, Any]]]:
         """The signals ``result`` calls for, in order, logging as it goes."""

@@ -16,12 +16,13 @@ import json
 import os
 import traceback
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar, get_args
 
 import pydantic
 import pydantic_core
 import pydantic_settings
-from pydantic import PrivateAttr, PydanticUserError, ValidationError
+from pydantic import PydanticUserError, ValidationError
 from pydantic_core.core_schema import ErrorType
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -125,6 +126,21 @@ class CanaryConfigDict(SettingsConfigDict, total=False):
     max_volume_bytes: int
 
 
+#: The key of a snapshot's origins in its ``__pydantic_private__``.
+_ORIGINS = "_canaryconf_origins"
+
+
+def origins_of(settings: CanarySettings) -> Mapping[str, Origin]:
+    """Where each field of ``settings`` that was not a default came from (empty for a
+    snapshot made without validation, by ``model_construct``)."""
+    private = settings.__pydantic_private__
+    origins: Mapping[str, Origin] = private.get(_ORIGINS, _NO_ORIGINS) if private else _NO_ORIGINS
+    return origins
+
+
+_NO_ORIGINS: Mapping[str, Origin] = MappingProxyType({})
+
+
 class CanarySettings(BaseSettings):
     """Base class of settings read from Kubernetes volumes; instances are frozen snapshots.
 
@@ -150,7 +166,10 @@ class CanarySettings(BaseSettings):
 
     model_config: ClassVar[CanaryConfigDict] = CanaryConfigDict(frozen=True, extra="ignore")
 
-    _canaryconf_origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
+    # Where each value came from is kept in pydantic's dict of private values (copied,
+    # pickled and compared with the snapshot) under ``_ORIGINS``, without declaring a
+    # private attribute: one would have pydantic fill in its default after every
+    # validation, in Python, before ``__init__`` sets it (see ``origins_of``).
 
     def __init__(__canaryconf_self__, **values: Any) -> None:
         cls = type(__canaryconf_self__)
@@ -186,7 +205,13 @@ class CanarySettings(BaseSettings):
             raise error
         if ctx.problems:
             raise SettingsValidationError(cls.__name__, ctx.problems)
-        __canaryconf_self__._canaryconf_origins = dict(ctx.origins)
+        private = __canaryconf_self__.__pydantic_private__
+        if private is None:  # (a subclass's own private attributes make pydantic set one)
+            object.__setattr__(
+                __canaryconf_self__, "__pydantic_private__", {_ORIGINS: dict(ctx.origins)}
+            )
+        else:
+            private[_ORIGINS] = dict(ctx.origins)
 
     @classmethod
     @canaryconf_order
@@ -228,7 +253,7 @@ class CanarySettings(BaseSettings):
     @property
     def origins(self) -> Mapping[str, Origin]:
         """Where each field that was not a default came from."""
-        return dict(self._canaryconf_origins)
+        return dict(origins_of(self))
 
     def __repr_args__(self) -> Any:
         secrets = secret_fields(self)
@@ -320,7 +345,7 @@ def secret_fields(settings: CanarySettings | type[CanarySettings]) -> frozenset[
     )
     if isinstance(settings, type):
         return declared
-    return declared | {name for name, o in settings._canaryconf_origins.items() if o.secret}
+    return declared | {name for name, o in origins_of(settings).items() if o.secret}
 
 
 def restart_fields(settings_cls: type[CanarySettings]) -> frozenset[str]:

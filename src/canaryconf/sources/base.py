@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from types import MappingProxyType, UnionType
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, cast, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
@@ -253,12 +253,13 @@ class BuildContext:
         snapshot, data = found
         path = snapshot.file_path(file)
         # Parsed once per generation, whoever reads it (the snapshot is shared).
-        parsed = snapshot.derived.get((parse_map, file))
+        # (What a snapshot derived is keyed by whoever derived it: here, parse_map's.)
+        parsed: dict[str, str] | None = snapshot.derived.get((parse_map, file))  # type: ignore[assignment]
         if parsed is None:
             parsed = snapshot.derived[(parse_map, file)] = parse_map(data, source=path)
         # The content stays bytes: decoding 256 KiB costs more than the rest of a lookup, and
         # only an error message (Origin.line) ever needs it.
-        result = self._maps[file] = (cast(dict[str, str], parsed), path, data)
+        result = self._maps[file] = (parsed, path, data)
         return result
 
     def record(self, name: str, origin: Origin) -> None:
