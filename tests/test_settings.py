@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import doctest
 import json
 import traceback
@@ -75,6 +76,34 @@ def _line_of(path: Path, key: str) -> int:
 
 # --------------------------------------------------------------------------------------------
 # Field helpers and keys
+
+
+def test_origins_live_with_the_snapshot(tmp_path: Path, podinfo: KubeletWriter) -> None:
+    """Where a value came from stays with the snapshot through copies, in a
+    subclass with private attributes of its own too, and never gets into its values."""
+    _write_pod(podinfo, annotations={f"{PREFIX}db-url": "postgres://canary-db/app"})
+
+    class Settings(CanarySettings):
+        model_config = CanaryConfigDict(downward_api_dir=podinfo.path, annotation_prefix=PREFIX)
+        db_url: str = annotation("db-url", default="postgres://stable-db/app")
+        tier: str = "web"
+
+    class WithPrivate(Settings):
+        _calls: list[str] = pydantic.PrivateAttr(default_factory=list)
+
+    for cls in (Settings, WithPrivate):
+        s = cls()
+        source = str(podinfo.path / "annotations")
+        assert s.origins["db_url"].source == source and "tier" not in s.origins
+        assert s.model_dump() == {"db_url": "postgres://canary-db/app", "tier": "web"}
+        copied = s.model_copy(update={"tier": "api"})
+        assert copied.origins["db_url"].source == source
+        for again in (copy.copy(s), copy.deepcopy(s)):
+            assert again == s and again.origins == s.origins
+        assert cls.model_construct(db_url="x").origins == {}
+    private = WithPrivate()
+    private._calls.append("one")
+    assert private._calls == ["one"] and private.origins["db_url"].key == f"{PREFIX}db-url"
 
 
 def test_helpers_take_values_from_their_sources(tmp_path: Path, podinfo: KubeletWriter) -> None:
