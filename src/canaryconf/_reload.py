@@ -191,21 +191,22 @@ def step(
         new = new.model_copy(update={name: getattr(current.settings, name) for name in held})
         fields -= held
     applied = Version(new if fields else current.settings, dict(volumes), digest)
+    generation = applied.generation
     next_state = ReloadState(applied)
     if not fields:
         result: ReloadResult[S] = ReloadResult(
             "unchanged",
-            generation=applied.generation,
+            generation=generation,
             digest=digest,
             restart_fields=held,
             reason="same-values",
         )
         return next_state, result
-    change = Change(current.settings, new, fields, applied.generation, digest)
+    change = Change(current.settings, new, fields, generation, digest)
     return next_state, ReloadResult(
         "applied",
         change=change,
-        generation=applied.generation,
+        generation=generation,
         digest=digest,
         restart_fields=held,
         reason="applied",

@@ -578,7 +578,12 @@ def _is_commit(event: _inotify.InotifyEvent) -> bool:
 def _only_a_commit(events: list[_inotify.InotifyEvent]) -> bool:
     """Whether ``events`` hold the kubelet's commit and otherwise only renames (that a
     kubelet-managed watch ignores): nothing gone, nothing lost."""
-    return all(e.mask == _inotify.IN_MOVED_TO for e in events) and any(map(_is_commit, events))
+    commit = False
+    for event in events:
+        if event.mask != _inotify.IN_MOVED_TO:
+            return False
+        commit = commit or _is_commit(event)
+    return commit
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _InotifyHub] = (
