@@ -297,17 +297,11 @@ class LiveSettings(Generic[S]):
         of their own. A failed reload keeps the last good snapshot, sets
         :attr:`last_error` and sends ``reload_failed``.
         """
-        delivery = self._step("manual", everything=everything)
-        self._core.dispatcher.deliver(delivery)
-        result: ReloadResult[S] = delivery.result
-        return result
+        return self._reload("manual", everything=everything)
 
     async def areload(self, *, everything: bool = False) -> ReloadResult[S]:
         """:meth:`reload` for async code: coroutine handlers are awaited on this loop."""
-        delivery = self._step("manual", everything=everything)
-        await self._core.dispatcher.adeliver(delivery)
-        result: ReloadResult[S] = delivery.result
-        return result
+        return await self._areload("manual", everything=everything)
 
     def _step(self, trigger: Trigger, *, everything: bool = False) -> Delivery:
         """Read, take the reload step and publish, under the lock; post the result."""
@@ -382,14 +376,14 @@ class LiveSettings(Generic[S]):
     def _links(self) -> tuple[str | None, ...]:
         return tuple([read_data_target(d) for d in self._core.dirs])
 
-    def _reload(self, trigger: Trigger) -> ReloadResult[S]:
-        delivery = self._step(trigger)
+    def _reload(self, trigger: Trigger, *, everything: bool = False) -> ReloadResult[S]:
+        delivery = self._step(trigger, everything=everything)
         self._core.dispatcher.deliver(delivery)
         result: ReloadResult[S] = delivery.result
         return result
 
-    async def _areload(self, trigger: Trigger) -> ReloadResult[S]:
-        delivery = self._step(trigger)
+    async def _areload(self, trigger: Trigger, *, everything: bool = False) -> ReloadResult[S]:
+        delivery = self._step(trigger, everything=everything)
         await self._core.dispatcher.adeliver(delivery)
         result: ReloadResult[S] = delivery.result
         return result

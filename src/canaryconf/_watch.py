@@ -142,9 +142,12 @@ class DirectoryWatch:
                 try:
                     await subscriber()
                 except Exception:
-                    logger.exception("canaryconf: reload after a change in %s failed", self.path)
+                    self._log_failure()
         finally:
             self._notifying = False
+
+    def _log_failure(self) -> None:
+        logger.exception("canaryconf: reload after a change in %s failed", self.path)
 
     def _commit(self) -> bool:
         """A kubelet commit, read by the hub: call every subscriber's direct form now, in
@@ -158,7 +161,7 @@ class DirectoryWatch:
             try:
                 direct[subscriber]()
             except Exception:
-                logger.exception("canaryconf: reload after a change in %s failed", self.path)
+                self._log_failure()
         return True
 
     async def _run(self) -> None:

@@ -128,6 +128,7 @@ class CanaryConfigDict(SettingsConfigDict, total=False):
 
 #: The key of a snapshot's origins in its ``__pydantic_private__``.
 _ORIGINS = "_canaryconf_origins"
+_NO_ORIGINS: Mapping[str, Origin] = MappingProxyType({})
 
 
 def origins_of(settings: CanarySettings) -> Mapping[str, Origin]:
@@ -136,9 +137,6 @@ def origins_of(settings: CanarySettings) -> Mapping[str, Origin]:
     private = settings.__pydantic_private__
     origins: Mapping[str, Origin] = private.get(_ORIGINS, _NO_ORIGINS) if private else _NO_ORIGINS
     return origins
-
-
-_NO_ORIGINS: Mapping[str, Origin] = MappingProxyType({})
 
 
 class CanarySettings(BaseSettings):

@@ -637,6 +637,7 @@ def _read_named(
     prefix = base if base.endswith(os.sep) else base + os.sep
     for name in names:
         full = prefix + name
+        shown = _joined(root, name)  # (the top-level path a user sees; memoized)
         try:
             # The usual case, a regular file of the generation, in one open; a symlink or
             # a directory (or a nested name) is looked at closer.
@@ -658,22 +659,19 @@ def _read_named(
                     continue
                 data = _read_capped(full, max_file, max_total - total)
         except VolumeError as exc:
-            raise type(exc)(os.path.join(root, name), exc.reason) from None
+            raise type(exc)(shown, exc.reason) from None
         except (FileNotFoundError, NotADirectoryError):
             if base != root and not os.path.isdir(base):
                 raise _GenerationVanished from None
             if base == root and _dangling(full):
-                raise VolumeError(
-                    os.path.join(root, name), "is a symlink to nothing (dangling)"
-                ) from None
+                raise VolumeError(shown, "is a symlink to nothing (dangling)") from None
             continue
         except PermissionError:
             raise VolumePermissionError(
-                os.path.join(root, name),
-                "permission denied (the file's mode or owner keeps this user out)",
+                shown, "permission denied (the file's mode or owner keeps this user out)"
             ) from None
         except OSError as exc:
-            raise VolumeError(os.path.join(root, name), exc.strerror or "cannot be read") from None
+            raise VolumeError(shown, exc.strerror or "cannot be read") from None
         if data is None:
             raise VolumeTooLargeError(root, f"volume is over {max_total} bytes")
         total += len(data)
