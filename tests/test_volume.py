@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -30,7 +32,7 @@ from canaryconf import (
     read_volume,
 )
 from canaryconf.testing import KubeletWriter, pod_files
-from canaryconf.volume import read_volume_files
+from canaryconf.volume import content_digest, read_volume_files
 from conftest import GENERATION_RE
 
 
@@ -87,6 +89,35 @@ def test_digest_tells_names_from_contents(tmp_path: Path) -> None:
     one = VolumeSnapshot(path=str(tmp_path), generation=None, files={"ab": b"c"})
     two = VolumeSnapshot(path=str(tmp_path), generation=None, files={"a": b"bc"})
     assert one.digest != two.digest
+
+
+def test_digest_follows_the_files_of_a_replaced_snapshot(podinfo: KubeletWriter) -> None:
+    podinfo.write({"role": "canary"})
+    snap = read_volume(podinfo.path)
+    other = dataclasses.replace(snap, files={"role": b"stable"})
+    assert other.digest == content_digest({"role": b"stable"})
+    assert other.digest != snap.digest
+    assert dataclasses.replace(other, files=dict(snap.files)).digest == snap.digest
+    with pytest.raises(TypeError):
+        VolumeSnapshot(podinfo.path, None, {}, digest="0" * 64)  # type: ignore[call-arg]
+
+
+def test_snapshot_pickles_and_copies(podinfo: KubeletWriter) -> None:
+    podinfo.write({"labels": 'role="canary"', "dir/key": b"\x00bytes"})
+    snap = read_volume_files(podinfo.path, ["labels", "dir"])
+    snap.derived["parsed"] = {"role": "canary"}
+    for copied in (pickle.loads(pickle.dumps(snap)), copy.deepcopy(snap), copy.copy(snap)):
+        assert copied == snap
+        assert (copied.path, copied.generation, copied.digest) == (
+            snap.path,
+            snap.generation,
+            snap.digest,
+        )
+        assert copied.directories == frozenset({"dir"})
+        assert dict(copied.files) == {"labels": b'role="canary"'}
+        with pytest.raises(TypeError):
+            copied.files["labels"] = b"changed"  # type: ignore[index]
+        assert copied.derived == {}  # derived again by whoever reads the copy
 
 
 def test_plain_directory_is_read_as_it_is(tmp_path: Path, podinfo: KubeletWriter) -> None:

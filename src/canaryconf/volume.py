@@ -61,7 +61,9 @@ class VolumeSnapshot:
     ``generation`` is the name of the ``..<timestamp>`` directory that ``..data`` pointed
     to, or None for a plain directory. ``files`` maps each relative path (nested paths
     joined with ``/``, ``..`` entries left out) to its bytes. ``digest`` is a SHA-256 over
-    names and contents only, so two generations with the same content share a digest.
+    names and contents only, so two generations with the same content share a digest; it
+    is always computed from the files, never given (``dataclasses.replace`` with other
+    files gives their digest). A snapshot can be pickled and copied.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -74,7 +76,7 @@ class VolumeSnapshot:
     path: str
     generation: str | None
     files: Mapping[str, bytes]
-    digest: str = field(default="")
+    digest: str = field(default="", init=False)
     #: The names asked for that are directories, not files (:func:`read_volume_files`,
     #: which reads no directory): a reader that expected a file there can tell a broken
     #: version from a missing file. A whole read shows a directory by the files under it.
@@ -88,8 +90,12 @@ class VolumeSnapshot:
     def __post_init__(self) -> None:
         if not isinstance(self.files, MappingProxyType):
             object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
-        if not self.digest:
-            object.__setattr__(self, "digest", content_digest(self.files, self.directories))
+        object.__setattr__(self, "digest", content_digest(self.files, self.directories))
+
+    def __reduce__(self) -> tuple[type[VolumeSnapshot], tuple[object, ...]]:
+        # (``files`` is a read-only view, which pickle cannot take: its dict is pickled,
+        # and what readers derived is left behind, to be derived again.)
+        return type(self), (self.path, self.generation, dict(self.files), self.directories)
 
     def file_path(self, name: str) -> str:
         """The path a user should see for file ``name`` (the stable top-level one)."""
