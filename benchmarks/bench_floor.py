@@ -351,6 +351,18 @@ def role_dirs(root: str) -> dict[str, str]:
     return {role: os.path.join(root, role) for role in ROLES}
 
 
+def write_volumes(root: str) -> dict[str, str]:
+    """Write the first generation of the three volumes under ``root`` from this process
+    (a benchmark that swaps them from another process, or not at all); their directories."""
+    from canaryconf.testing import KubeletWriter
+
+    dirs = role_dirs(root)
+    KubeletWriter(dirs["podinfo"]).write(podinfo_payload(0, {}))
+    KubeletWriter(dirs["config"]).write(config_payload(0))
+    KubeletWriter(dirs["secret"]).write(secret_payload())
+    return dirs
+
+
 # -- the floor's reading (no canaryconf) --------------------------------------------------
 
 

@@ -64,11 +64,8 @@ def run(quick: bool = False, iterations: int | None = None) -> list[dict[str, An
     root = tempfile.mkdtemp(prefix="canaryconf-hot-")
     spare = tempfile.mkdtemp(prefix="canaryconf-hot-spare-")
     try:
-        dirs = bench_floor.role_dirs(root)
+        dirs = bench_floor.write_volumes(root)
         podinfo = dirs["podinfo"]
-        KubeletWriter(podinfo).write(bench_floor.podinfo_payload(0, {}))
-        KubeletWriter(dirs["config"]).write(bench_floor.config_payload(1))
-        KubeletWriter(dirs["secret"]).write(bench_floor.secret_payload())
         # A second generation with other values, moved in beside the first.
         KubeletWriter(spare).write(bench_floor.podinfo_payload(1, {}))
         second = "..hot_second"

@@ -145,13 +145,9 @@ def _measure(swaps: int, gap: float, timings: dict[str, list[int]]) -> int:
     """Swap the podinfo volume ``swaps`` times (after five warm-up swaps); the number of
     swaps whose handler did not run in time."""
     import canaryconf
-    from canaryconf.testing import KubeletWriter
 
     root = tempfile.mkdtemp(prefix="canaryconf-parts-")
-    dirs = bench_floor.role_dirs(root)
-    KubeletWriter(dirs["podinfo"]).write(bench_floor.podinfo_payload(0, {}))
-    KubeletWriter(dirs["config"]).write(bench_floor.config_payload(0))
-    KubeletWriter(dirs["secret"]).write(bench_floor.secret_payload())
+    dirs = bench_floor.write_volumes(root)
     settings = canaryconf.live(bench_floor.canary_class(root, bench_floor.STANDARD_FIELDS))
     seen = threading.Event()
     settings.on_change(lambda change: seen.set())

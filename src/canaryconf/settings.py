@@ -203,8 +203,10 @@ class CanarySettings(BaseSettings):
             raise error
         if ctx.problems:
             raise SettingsValidationError(cls.__name__, ctx.problems)
+        # (pydantic sets a dict of private values only for a class that declares private
+        # attributes: a subclass's own; else canaryconf makes it.)
         private = __canaryconf_self__.__pydantic_private__
-        if private is None:  # (a subclass's own private attributes make pydantic set one)
+        if private is None:
             object.__setattr__(
                 __canaryconf_self__, "__pydantic_private__", {_ORIGINS: dict(ctx.origins)}
             )

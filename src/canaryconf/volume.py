@@ -76,7 +76,7 @@ class VolumeSnapshot:
     path: str
     generation: str | None
     files: Mapping[str, bytes]
-    digest: str = field(default="", init=False)
+    digest: str = field(init=False)  # (computed from the files in __post_init__)
     #: The names asked for that are directories, not files (:func:`read_volume_files`,
     #: which reads no directory): a reader that expected a file there can tell a broken
     #: version from a missing file. A whole read shows a directory by the files under it.
